@@ -1,0 +1,198 @@
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+import procrustean  # noqa: F401  (registers the CIFAR ResNets)
+from procrustean import ProcrusteanModel, WeakeningPolicy
+
+# one model per family: a ResNet, a ConvNeXt, an EfficientNet, a ViT and the paper's CIFAR ResNet
+FAMILIES = ["test_resnet", "test_convnext", "test_efficientnet", "test_vit", "resnet8_cifar"]
+NUM_CLASSES = 4
+COUNTS = [400, 200, 40, 4]
+
+
+def make(name, policy=None, location="pre_logits", **kwargs):
+    torch.manual_seed(0)
+    img_size = 32
+    backbone = timm.create_model(name, num_classes=NUM_CLASSES, img_size=img_size, **kwargs) \
+        if name.startswith("test_vit") else timm.create_model(name, num_classes=NUM_CLASSES, **kwargs)
+    return ProcrusteanModel(backbone, policy, location=location)
+
+
+def batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g), torch.tensor([0, 1, 2, 3, 0, 0, 1, 3][:n] * (n // 8 or 1))
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request):
+    return request.param
+
+
+def locations_of(name):
+    return make(name, WeakeningPolicy(COUNTS)).supported_locations
+
+
+def test_every_family_exposes_input_stages_pre_logits_random(family):
+    locations = locations_of(family)
+    assert locations[0] == "input" and locations[-2:] == ["pre_logits", "random"]
+    assert sum(loc.startswith("stage:") for loc in locations) >= 3
+
+
+def test_eval_and_unlabelled_calls_equal_backbone_bit_for_bit(family):
+    for location in locations_of(family):
+        model = make(family, WeakeningPolicy(COUNTS, gamma=0.0), location=location)
+        x, y = batch()
+        model.eval()
+        with torch.no_grad():
+            ref = model.backbone(x)
+            out = model(x, labels=y)
+        assert torch.equal(out.logits, ref), location
+        torch.testing.assert_close(out.loss, F.cross_entropy(ref, y))
+        model.train()
+        with torch.no_grad():
+            ref = model.backbone(x)
+            out = model(x)
+        assert out.loss is None and torch.equal(out.logits, ref), location
+
+
+def test_full_own_share_is_identity_at_every_location(family):
+    # lam == 1 for every sample (even those "weakened"): training output must equal the backbone's exactly
+    for location in locations_of(family):
+        model = make(family, WeakeningPolicy(COUNTS, gamma=0.0, lam_range=(1.0, 1.0)), location=location).train()
+        x, y = batch()
+        with torch.no_grad():
+            ref = model.backbone(x)
+            out = model(x, labels=y)
+        assert model.last_plan.weakened.all()
+        assert torch.equal(out.logits, ref), location
+
+
+def test_weakening_changes_only_training_outputs_and_trains(family):
+    for location in [loc for loc in locations_of(family) if loc != "random"]:
+        model = make(family, WeakeningPolicy(COUNTS, gamma=0.0, lam_range=(0.5, 0.6)), location=location).train()
+        x, y = batch()
+        y_before = y.clone()
+        with torch.no_grad():
+            ref = model.backbone(x)
+        out = model(x, labels=y)
+        assert torch.equal(y, y_before)
+        assert out.logits.shape == (8, NUM_CLASSES) and torch.isfinite(out.loss)
+        assert not torch.allclose(out.logits, ref), location
+        torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, y))
+        out.loss.backward()
+        grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads), location
+        assert model.last_location == location
+
+
+def test_input_and_pre_logits_follow_the_mixing_formula():
+    model = make("test_resnet", WeakeningPolicy(COUNTS, gamma=0.0, seed=3), location="input").train()
+    x, y = batch()
+    with torch.no_grad():
+        out = model(x, labels=y)
+        plan = model.last_plan
+        lam = plan.own_share.view(-1, 1, 1, 1)
+        expected = model.backbone(lam * x + (1 - lam) * x[plan.partner])
+    torch.testing.assert_close(out.logits, expected)
+
+    model = make("test_vit", WeakeningPolicy(COUNTS, gamma=0.0, seed=3), location="pre_logits").train()
+    with torch.no_grad():
+        out = model(x, labels=y)
+        plan = model.last_plan
+        lam = plan.own_share.view(-1, 1)
+        pooled = model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)
+        expected = model.backbone.get_classifier()(lam * pooled + (1 - lam) * pooled[plan.partner])
+    torch.testing.assert_close(out.logits, expected)
+
+
+def test_stage_hook_mixes_the_stage_output_and_is_removed():
+    model = make("test_resnet", WeakeningPolicy(COUNTS, gamma=0.0, seed=4), location="stage:2").train()
+    names = [entry["module"] for entry in model.backbone.feature_info]
+    stage, consumer = model.backbone.get_submodule(names[2]), model.backbone.get_submodule(names[3])
+    seen = {}
+    stage.register_forward_hook(lambda m, i, o: seen.__setitem__("raw", o.detach().clone()))
+    consumer.register_forward_pre_hook(lambda m, a: seen.__setitem__("next_input", a[0].detach().clone()))
+    x, y = batch()
+    with torch.no_grad():
+        model(x, labels=y)
+    plan = model.last_plan
+    lam = plan.own_share.view(-1, 1, 1, 1)
+    torch.testing.assert_close(seen["next_input"], lam * seen["raw"] + (1 - lam) * seen["raw"][plan.partner])
+    assert not torch.equal(seen["next_input"], seen["raw"])
+    assert len(stage._forward_hooks) == 1  # only the test's hook remains: the mixing hook was removed
+
+
+def test_minor_only_batch_is_untouched_with_linear_rule():
+    model = make("test_resnet", WeakeningPolicy(COUNTS, rule="linear"), location="pre_logits").train()
+    x, _ = batch()
+    y = torch.full((8,), 3)
+    with torch.no_grad():
+        ref = model.backbone(x)
+        out = model(x, labels=y)
+    assert not model.last_plan.weakened.any()
+    assert torch.equal(out.logits, ref)
+
+
+def test_random_location_visits_every_location():
+    model = make("resnet8_cifar", WeakeningPolicy(COUNTS, seed=0), location="random").train()
+    x, y = batch()
+    seen = set()
+    with torch.no_grad():
+        for _ in range(60):
+            model(x, labels=y)
+            seen.add(model.last_location)
+    assert seen == set(model.supported_locations) - {"random"}
+
+
+def test_weakening_can_be_switched_off_and_policy_none_is_plain():
+    model = make("test_resnet", WeakeningPolicy(COUNTS, gamma=0.0)).train()
+    x, y = batch()
+    model.weakening_enabled = False
+    with torch.no_grad():
+        assert torch.equal(model(x, labels=y).logits, model.backbone(x))
+    plain = make("test_resnet", None).train()
+    with torch.no_grad():
+        assert torch.equal(plain(x, labels=y).logits, plain.backbone(x))
+
+
+def test_unsupported_locations_and_models_fail_clearly():
+    with pytest.raises(ValueError, match=r"supported: \['input', 'stage:0'"):
+        make("test_resnet", WeakeningPolicy(COUNTS), location="stage:99")
+    with pytest.raises(ValueError, match="supported"):
+        make("test_resnet", WeakeningPolicy(COUNTS), location="logits")
+    assert make("test_resnet", WeakeningPolicy(COUNTS), location="stage:-1").location.startswith("stage:")
+    with pytest.raises(ValueError, match="Unknown timm model 'resnet18x'.*resnet18"):
+        ProcrusteanModel.from_timm("resnet18x", WeakeningPolicy(COUNTS))
+    with pytest.raises(TypeError, match="timm"):
+        ProcrusteanModel(torch.nn.Linear(3, 4), WeakeningPolicy(COUNTS))
+
+
+def test_distilled_heads_exclude_pre_logits():
+    backbone = timm.create_model("deit_tiny_distilled_patch16_224", num_classes=NUM_CLASSES, img_size=32,
+                                 depth=2)
+    with pytest.raises(ValueError, match="not a single module"):
+        ProcrusteanModel(backbone, WeakeningPolicy(COUNTS), location="pre_logits")
+    model = ProcrusteanModel(backbone, WeakeningPolicy(COUNTS, gamma=0.0), location="stage:1").train()
+    x, y = batch()
+    assert model(x, labels=y).loss.isfinite()
+
+
+def test_wraps_transformers_timm_wrapper():
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+    config = TimmWrapperConfig(architecture="resnet8_cifar", num_labels=NUM_CLASSES)
+    hf_model = TimmWrapperForImageClassification(config).eval()
+    model = ProcrusteanModel(hf_model, WeakeningPolicy(COUNTS), location="stage:1").eval()
+    assert model.backbone is hf_model.timm_model
+    x, y = batch()
+    with torch.no_grad():
+        assert torch.equal(model(x, labels=y).logits, hf_model(pixel_values=x).logits)
+
+
+def test_from_timm_and_gpu_free_device_handling():
+    model = ProcrusteanModel.from_timm("resnet8_cifar", WeakeningPolicy(COUNTS), num_classes=NUM_CLASSES,
+                                       in_chans=1)
+    out = model.train()(torch.randn(8, 1, 32, 32), labels=batch()[1])
+    assert out.logits.shape == (8, NUM_CLASSES)
