@@ -12,11 +12,13 @@ pipeline), ``losses`` (class-count-aware losses, DRW), ``imbalance`` (LT builder
 from . import models  # noqa: F401  (registers resnet*_cifar in timm)
 from ._counts import as_class_counts, counts_from_labels
 from .collator import ProcrusteanCollator
+from .export import export_model, render_model_card
 from .imbalance import ClassHistogram, class_histogram, imbalanced_counts, make_imbalanced, parse_imbalance
 from .losses import (LOSS_NAMES, CDTLoss, ClassWeightedLoss, CrossEntropyLoss, DeferredReweighting, FocalLoss,
                      LDAMLoss, LogitAdjustedLoss, class_balanced_weights, create_loss)
 from .metrics import LONG_TAIL_ACCURACY_PATH, compute_long_tail_accuracy, load_long_tail_accuracy
 from .model import ProcrusteanModel, create_timm_model
 from .policy import WeakeningPlan, WeakeningPolicy, weakening_probabilities
+from .sample_seeding import SampleSeededDataset
 
 __version__ = "0.1.0"
