@@ -158,8 +158,8 @@ def _mixing_hook(plan: WeakeningPlan, location: str) -> Callable:
     return hook
 
 
-def create_timm_model(model_name: str, **create_kwargs: Any) -> nn.Module:
-    """``timm.create_model`` with a clear error for unknown architectures (hf-hub: and local-dir: pass through)."""
+def check_timm_model_name(model_name: str) -> None:
+    """Refuse unknown timm architectures early, with the closest names (hf-hub: and local-dir: pass through)."""
     import timm
 
     from . import models  # noqa: F401  (registers the CIFAR ResNets)
@@ -169,4 +169,11 @@ def create_timm_model(model_name: str, **create_kwargs: Any) -> nn.Module:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"Unknown timm model {model_name!r}.{hint} See `timm.list_models('*pattern*')`, "
                          "or use 'hf-hub:<repo>' / 'local-dir:<path>'.")
+
+
+def create_timm_model(model_name: str, **create_kwargs: Any) -> nn.Module:
+    """``timm.create_model`` with a clear error for unknown architectures."""
+    import timm
+
+    check_timm_model_name(model_name)
     return timm.create_model(model_name, **create_kwargs)

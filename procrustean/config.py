@@ -1,0 +1,189 @@
+"""The recipe's one configuration object: a dataclass read from YAML, overridable from the CLI.
+
+    accelerate launch recipes/train.py --config recipes/configs/fmnist_lt_step100.yaml --epochs 5
+
+YAML keys and ``--flags`` are the field names below (the HF examples' spelling where one exists).
+Parsing uses transformers' ``HfArgumentParser``; the resolved config is saved with every run,
+checkpoint and export (``training_config.yaml``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # ---------------------------------------------------------------- data
+    dataset: str = field(default="fashion_mnist", metadata={"help": "Hub name, save_to_disk folder, parquet "
+                         "file/folder, imagefolder tree (train/ + validation/ or test/), or 'fashion_mnist'."})
+    dataset_config: Optional[str] = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    image_column: str = field(default="image", metadata={"help": "Column holding the images."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the class labels."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_split: Optional[str] = field(default=None, metadata={"help": "Held-out split (default: validation, "
+                                      "else test)."})
+    imbalance: str = field(default="step:100", metadata={"help": "Imbalance profile for the training split: "
+                           "'exp:RATIO', 'step:RATIO' or 'none'."})
+    max_per_class: Optional[int] = field(default=None, metadata={"help": "n_max of the profile (default: the "
+                                         "largest class available)."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate on a seeded subset."})
+    verify_images: bool = field(default=True, metadata={"help": "Open every image once before training."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    # ---------------------------------------------------------------- model
+    model: str = field(default="resnet8_cifar", metadata={"help": "Any timm model name, 'hf-hub:<repo>' or "
+                       "'local-dir:<path>'."})
+    pretrained: bool = field(default=False, metadata={"help": "Start from the model's pretrained weights."})
+    in_chans: int = field(default=3, metadata={"help": "Image channels the model takes (1 = grey; images "
+                          "are converted to match)."})
+    img_size: Optional[int] = field(default=None, metadata={"help": "Input size (default: the model's)."})
+    mean: Optional[List[float]] = field(default=None, metadata={"help": "Normalisation mean (default: the "
+                                        "model's pretrained_cfg)."})
+    std: Optional[List[float]] = field(default=None, metadata={"help": "Normalisation std (default: the "
+                                       "model's)."})
+    train_crop: str = field(default="pad4", metadata={"help": "Train augmentation: 'pad4' (random crop with "
+                            "4 px padding + flip, the CIFAR protocol) or 'rrc' (timm's RandomResizedCrop)."})
+    drop_rate: float = field(default=0.0, metadata={"help": "Classifier dropout."})
+    # ---------------------------------------------------------------- weakening
+    weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
+    weakening_location: str = field(default="pre_logits", metadata={"help": "input, stage:K, pre_logits or "
+                                    "random."})
+    weakening_rule: str = field(default="power", metadata={"help": "power, linear or threshold."})
+    weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
+    weakening_max_probability: float = field(default=1.0, metadata={"help": "Scales all probabilities."})
+    lam_distribution: str = field(default="uniform", metadata={"help": "Own-share distribution: uniform or beta."})
+    lam_min: float = field(default=0.5, metadata={"help": "Smallest own share (uniform)."})
+    lam_max: float = field(default=1.0, metadata={"help": "Largest own share (uniform)."})
+    lam_beta_alpha: float = field(default=1.0, metadata={"help": "Beta(a, a) parameter (beta)."})
+    weakening_partner: str = field(default="any", metadata={"help": "any or larger_or_equal."})
+    weakening_stop_epoch: Optional[int] = field(default=None, metadata={"help": "Stop weakening at this epoch "
+                                                "(default: never)."})
+    # ---------------------------------------------------------------- loss
+    loss: str = field(default="ce", metadata={"help": "ce, logit_adjusted, balanced_softmax, ldam, cdt, focal."})
+    loss_tau: float = field(default=1.0, metadata={"help": "Logit adjustment tau."})
+    ldam_max_margin: float = field(default=0.5, metadata={"help": "LDAM largest margin."})
+    ldam_scale: float = field(default=30.0, metadata={"help": "LDAM logit scale."})
+    cdt_gamma: float = field(default=0.1, metadata={"help": "CDT temperature exponent."})
+    focal_gamma: float = field(default=1.0, metadata={"help": "Focal loss gamma."})
+    drw_epoch: Optional[int] = field(default=None, metadata={"help": "Deferred re-weighting from this epoch."})
+    drw_beta: float = field(default=0.9999, metadata={"help": "Class-balanced weight beta for DRW."})
+    # ---------------------------------------------------------------- optimisation
+    epochs: int = field(default=30, metadata={"help": "Training epochs."})
+    max_train_steps: Optional[int] = field(default=None, metadata={"help": "Stop after this many optimizer "
+                                           "steps (overrides epochs)."})
+    batch_size: int = field(default=128, metadata={"help": "Per-device training batch size."})
+    eval_batch_size: int = field(default=256, metadata={"help": "Per-device evaluation batch size."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
+    optimizer: str = field(default="sgd", metadata={"help": "Any timm optimizer name: sgd, adamw, ..."})
+    lr: float = field(default=0.1, metadata={"help": "Peak learning rate."})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum."})
+    weight_decay: float = field(default=2e-4, metadata={"help": "Weight decay."})
+    lr_scheduler: str = field(default="multistep", metadata={"help": "timm scheduler: multistep, step, cosine, "
+                              "constant."})
+    warmup_epochs: int = field(default=1, metadata={"help": "Linear warm-up epochs."})
+    lr_decay_epochs: List[int] = field(default_factory=lambda: [24, 27], metadata={"help": "multistep "
+                                       "milestones."})
+    lr_decay_rate: float = field(default=0.01, metadata={"help": "Factor applied at each milestone."})
+    min_lr: float = field(default=0.0, metadata={"help": "Floor of the cosine schedule."})
+    max_grad_norm: Optional[float] = field(default=None, metadata={"help": "Clip gradients to this norm."})
+    mixed_precision: Optional[str] = field(default=None, metadata={"help": "no, fp16, bf16 (default: "
+                                           "accelerate's config)."})
+    # ---------------------------------------------------------------- run
+    seed: int = field(default=0, metadata={"help": "Seed for data order, augmentation, init and weakening."})
+    output_dir: str = field(default="outputs/run", metadata={"help": "Run directory."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace another run in output_dir."})
+    checkpointing_steps: str = field(default="epoch", metadata={"help": "'epoch', an integer number of steps, "
+                                     "or 'no'."})
+    checkpoints_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep only the newest N."})
+    resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": "A checkpoint folder or "
+                                                  "'latest'."})
+    report_to: str = field(default="tensorboard", metadata={"help": "Accelerate trackers: tensorboard, wandb, "
+                           "all, none, or a comma list."})
+    push_to_hub: Optional[str] = field(default=None, metadata={"help": "Hub repo id to publish the export to."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+    deterministic: bool = field(default=False, metadata={"help": "torch deterministic algorithms."})
+
+    def __post_init__(self) -> None:
+        """Fail on malformed options at parse time, before any data is read."""
+        from .imbalance import parse_imbalance
+        from .losses import LOSS_NAMES
+        from .policy import LAM_DISTRIBUTIONS, PARTNER_RULES, PROBABILITY_RULES
+
+        parse_imbalance(self.imbalance)
+        choices = {"train_crop": ("pad4", "rrc"), "weakening_rule": PROBABILITY_RULES,
+                   "lam_distribution": LAM_DISTRIBUTIONS, "weakening_partner": PARTNER_RULES,
+                   "lr_scheduler": ("multistep", "step", "cosine", "constant"),
+                   "mixed_precision": (None, "no", "fp16", "bf16", "fp8")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} {getattr(self, name)!r} is not one of {list(allowed)}.")
+        if self.loss.lower().replace("-", "_") not in LOSS_NAMES:
+            raise ValueError(f"--loss {self.loss!r} is not one of {list(LOSS_NAMES)}.")
+        location = self.weakening_location
+        if location not in ("input", "pre_logits", "random") and not (
+                location.startswith("stage:") and location[6:].lstrip("-").isdigit()):
+            raise ValueError(f"--weakening_location {location!r}: use input, stage:K, pre_logits or random.")
+        if not (self.checkpointing_steps in ("epoch", "no") or self.checkpointing_steps.isdigit()
+                and int(self.checkpointing_steps) > 0):
+            raise ValueError(f"--checkpointing_steps {self.checkpointing_steps!r}: use 'epoch', 'no' or a positive "
+                             "number of steps.")
+        for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        if self.max_train_steps is not None and self.max_train_steps < 1:
+            raise ValueError(f"--max_train_steps must be >= 1, got {self.max_train_steps}.")
+        if not 0.0 <= self.lam_min <= self.lam_max <= 1.0:
+            raise ValueError(f"--lam_min / --lam_max must satisfy 0 <= lam_min <= lam_max <= 1, got "
+                             f"{self.lam_min}, {self.lam_max}.")
+        if self.in_chans < 1:
+            raise ValueError(f"--in_chans must be >= 1, got {self.in_chans}.")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path | str) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _check_keys(keys: Sequence[str], source: str) -> None:
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = [k for k in keys if k not in names]
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+        said = ", ".join(f"{k!r}" + (f" (did you mean {v[0]!r}?)" if v else "") for k, v in hints.items())
+        raise ValueError(f"Unknown option(s) in {source}: {said}. See `recipes/train.py --help`.")
+
+
+def load_config_file(path: Path | str) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file {path} does not exist.")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"Config file {path} must hold a mapping of option: value.")
+    _check_keys(list(values), str(path))
+    return values
+
+
+def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
+    """``--config FILE`` gives defaults; every other ``--option value`` overrides them."""
+    from transformers import HfArgumentParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(TrainConfig, description=__doc__, allow_abbrev=False)
+    parser.add_argument("--config", default=None, help="YAML file with any of the options below.")
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        parser.set_defaults(**load_config_file(known.config))
+    config, *_, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if rest:
+        flags = [r.lstrip("-").split("=")[0] for r in rest if r.startswith("--")]
+        _check_keys(flags, "the command line")
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    return config

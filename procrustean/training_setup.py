@@ -1,0 +1,59 @@
+"""Model, loss and optimiser for the recipe, from the config, using timm's and our factories."""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .losses import DeferredReweighting, create_loss
+from .model import create_timm_model
+
+_LOSS_KWARGS = {
+    "logit_adjusted": {"tau": "loss_tau"}, "la": {"tau": "loss_tau"},
+    "ldam": {"max_margin": "ldam_max_margin", "scale": "ldam_scale"},
+    "cdt": {"gamma": "cdt_gamma"}, "focal": {"gamma": "focal_gamma"},
+}
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """``timm.create_model`` with the data's class count and channels (clear error for unknown names)."""
+    kwargs: dict = dict(pretrained=config.pretrained, num_classes=num_classes, in_chans=config.in_chans,
+                        drop_rate=config.drop_rate)
+    if config.img_size and _takes_img_size(config.model):
+        kwargs["img_size"] = config.img_size
+    return create_timm_model(config.model, **kwargs)
+
+
+def _takes_img_size(model_name: str) -> bool:
+    """Transformer families fix their position embeddings at construction; CNNs take any input size."""
+    return any(key in model_name for key in ("vit", "deit", "swin", "eva", "beit", "cait", "xcit", "mixer"))
+
+
+def build_loss_and_drw(config: TrainConfig, class_counts: Any) -> Tuple[nn.Module, Optional[DeferredReweighting]]:
+    names = _LOSS_KWARGS.get(config.loss.lower().replace("-", "_"), {})
+    loss = create_loss(config.loss, class_counts, **{k: getattr(config, v) for k, v in names.items()})
+    drw = None
+    if config.drw_epoch is not None:
+        drw = DeferredReweighting(class_counts, beta=config.drw_beta, start_epoch=config.drw_epoch)
+    return loss, drw
+
+
+def build_optimizer_and_scheduler(config: TrainConfig, model: nn.Module, steps_per_epoch: int,
+                                  num_epochs: int) -> Tuple[torch.optim.Optimizer, Any]:
+    """timm's optimizer factory (no weight decay on norms and biases) and its per-step scheduler."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    kwargs = dict(momentum=config.momentum) if config.optimizer.lower() in ("sgd", "momentum", "nesterov") else {}
+    optimizer = create_optimizer_v2(model, opt=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
+                                    **kwargs)
+    sched = "step" if config.lr_scheduler == "constant" else config.lr_scheduler
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=sched, num_epochs=num_epochs,
+        decay_epochs=10**9 if config.lr_scheduler == "constant" else max(1, num_epochs // 3),
+        decay_milestones=list(config.lr_decay_epochs), decay_rate=config.lr_decay_rate, min_lr=config.min_lr,
+        warmup_lr=config.lr * 0.01 if config.warmup_epochs else config.lr, warmup_epochs=config.warmup_epochs,
+        step_on_epochs=False, updates_per_epoch=steps_per_epoch)
+    return optimizer, scheduler

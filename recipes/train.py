@@ -1,0 +1,207 @@
+"""Procrustean training of any timm model on an imbalanced image data set, with HF Accelerate.
+
+    accelerate launch recipes/train.py --config recipes/configs/fmnist_lt_step100.yaml [--option value ...]
+    python recipes/train.py --config ... (one process)
+
+Runs on 1 CPU, 1 GPU, many GPUs and many nodes (see recipes/accelerate/). Reads an HF dataset, makes
+its training split imbalanced (``--imbalance``), trains with class-size-aware feature weakening
+(``--weakening_location``), evaluates long-tail metrics every epoch, checkpoints atomically (exact
+resume with ``--resume_from_checkpoint latest``), and exports a checkpoint that loads with
+``timm.create_model("local-dir:...")`` and ``AutoModelForImageClassification`` (``--push_to_hub REPO``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import procrustean
+from procrustean import ProcrusteanCollator, ProcrusteanModel, WeakeningPolicy, create_loss
+from procrustean.config import TrainConfig, parse_config
+from procrustean.model import check_timm_model_name
+from procrustean.data import (build_transforms, check_no_empty_classes, load_image_dataset, model_data_config,
+                              verify_images, with_image_transform)
+from procrustean.per_class import PerClassAccuracy
+from procrustean.run_dir import prepare_output_dir, resolve_resume, save_checkpoint
+from procrustean.run_log import MetricsLog, RunState, evaluate_model, finish_run
+from procrustean.training_setup import build_loss_and_drw, build_model, build_optimizer_and_scheduler
+
+
+def training_function(config: TrainConfig) -> int:
+    resume_path_given = config.resume_from_checkpoint is not None
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=None if config.report_to == "none" else config.report_to.split(","),
+        project_dir=os.path.join(config.output_dir, "logs"),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    if accelerator.split_batches or accelerator.dispatch_batches:
+        raise ValueError("split_batches / dispatch_batches are not supported: weakening partners must come from "
+                         "each process's own batch. Remove them from the accelerate config.")
+    check_timm_model_name(config.model)
+    output_dir = Path(config.output_dir)
+    if accelerator.is_main_process:
+        prepare_output_dir(output_dir, resume=resume_path_given, overwrite=config.overwrite_output_dir)
+    accelerator.wait_for_everyone()
+    resume_path = resolve_resume(config.resume_from_checkpoint, output_dir)
+    set_seed(config.seed)
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+    # ---------------------------------------------------------------------------------- data
+    data = load_image_dataset(config.dataset, dataset_config=config.dataset_config, image_column=config.image_column,
+                              label_column=config.label_column, train_split=config.train_split,
+                              eval_split=config.eval_split)
+    train_set = data.train
+    if config.imbalance != "none":
+        train_set = procrustean.make_imbalanced(train_set, config.imbalance, label_column=data.label_column,
+                                                seed=config.seed, max_per_class=config.max_per_class,
+                                                num_classes=data.num_classes)
+    histogram = procrustean.class_histogram(train_set, label_column=data.label_column, num_classes=data.num_classes,
+                                            class_names=data.class_names)
+    check_no_empty_classes(histogram.counts, data.class_names)
+    eval_set = data.eval
+    if eval_set is not None and config.max_eval_samples and len(eval_set) > config.max_eval_samples:
+        eval_set = eval_set.shuffle(seed=config.seed).select(range(config.max_eval_samples))
+    if config.verify_images and accelerator.is_main_process:
+        verify_images(train_set, data.image_column, config.train_split)
+        if eval_set is not None:
+            verify_images(eval_set, data.image_column, data.eval_split)
+
+    # ---------------------------------------------------------------------------------- model and weakening
+    backbone = build_model(config, data.num_classes)
+    policy = WeakeningPolicy(histogram.counts, rule=config.weakening_rule, gamma=config.weakening_gamma,
+                             max_probability=config.weakening_max_probability,
+                             lam_distribution=config.lam_distribution, lam_range=(config.lam_min, config.lam_max),
+                             beta_alpha=config.lam_beta_alpha, partner=config.weakening_partner,
+                             seed=config.seed * 1000 + accelerator.process_index)  # own draws per process
+    loss_fn, drw = build_loss_and_drw(config, histogram.counts)
+    model = ProcrusteanModel(backbone, policy if config.weakening else None, location=config.weakening_location,
+                             loss=loss_fn)
+    accelerator.print(histogram.format())
+    accelerator.print(f"\nWeakening ({'on' if config.weakening else 'off'}, at {model.location}):\n"
+                      + policy.summary(data.class_names))
+
+    train_tf = build_transforms(backbone, is_training=True, img_size=config.img_size, train_crop=config.train_crop,
+                                mean=config.mean, std=config.std)
+    eval_tf = build_transforms(backbone, is_training=False, img_size=config.img_size, mean=config.mean, std=config.std)
+    train_data = procrustean.SampleSeededDataset(
+        with_image_transform(train_set, train_tf, data.image_column, data.label_column, config.in_chans),
+        seed=config.seed)
+    train_loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=False,
+                              num_workers=config.num_workers, collate_fn=ProcrusteanCollator())
+    eval_loader = None
+    if eval_set is not None:
+        eval_loader = DataLoader(with_image_transform(eval_set, eval_tf, data.image_column, data.label_column,
+                                                      config.in_chans),
+                                 batch_size=config.eval_batch_size, num_workers=config.num_workers,
+                                 collate_fn=ProcrusteanCollator())
+
+    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / config.gradient_accumulation_steps)
+    num_epochs = config.epochs
+    if config.max_train_steps:
+        num_epochs = min(num_epochs, math.ceil(config.max_train_steps / steps_per_epoch)) \
+            if config.epochs else math.ceil(config.max_train_steps / steps_per_epoch)
+    total_steps = config.max_train_steps or num_epochs * steps_per_epoch
+    optimizer, scheduler = build_optimizer_and_scheduler(config, model, steps_per_epoch, num_epochs)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if eval_loader is not None:
+        eval_loader = accelerator.prepare(eval_loader)
+    state = RunState(PerClassAccuracy(data.num_classes))
+    accelerator.register_for_checkpointing(scheduler, policy, state)
+
+    log = MetricsLog(output_dir, accelerator)
+    if accelerator.is_main_process:
+        config.save(output_dir / "training_config.yaml")
+        log.write_json("class_histogram.json", histogram.to_dict())
+    if accelerator.log_with:
+        accelerator.init_trackers("procrustean", config=log.tracker_config(config))
+    if resume_path is not None:
+        accelerator.print(f"Resuming from {resume_path}")
+        accelerator.load_state(str(resume_path))
+    accelerator.print(f"\n{len(train_set)} training images, {steps_per_epoch} steps per epoch, "
+                      f"{num_epochs} epochs, {total_steps} steps, {accelerator.num_processes} process(es)")
+
+    # ---------------------------------------------------------------------------------- training
+    kill_at_step = int(os.environ.get("PROCRUSTEAN_FAULT_KILL_AT_STEP", "0"))  # fault injection for tests
+    progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
+                    desc="train")
+    scheduler.step_update(state.step)
+    unwrapped = accelerator.unwrap_model(model)
+    for epoch in range(state.epoch, num_epochs):
+        if state.step >= total_steps:
+            break
+        train_data.set_epoch(epoch)
+        train_loader.set_epoch(epoch)
+        unwrapped.weakening_enabled = config.weakening_stop_epoch is None or epoch < config.weakening_stop_epoch
+        if drw is not None:
+            drw.apply(unwrapped.loss, epoch)
+        model.train()
+        batches = train_loader
+        if state.batches_in_epoch:
+            batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
+        for batch in batches:
+            with accelerator.accumulate(model):
+                outputs = model(**batch)
+                accelerator.backward(outputs.loss)
+                if config.max_grad_norm and accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            if not torch.isfinite(outputs.loss.detach()):
+                return log.non_finite_loss(state, epoch, outputs.loss)
+            state.train_accuracy.update(outputs.logits.detach(), batch["labels"])
+            state.batches_in_epoch += 1
+            if accelerator.sync_gradients:
+                state.step += 1
+                scheduler.step_update(state.step)
+                progress.update(1)
+                progress.set_postfix(loss=f"{outputs.loss.item():.3f}", epoch=epoch)
+                if config.checkpointing_steps.isdigit() and state.step % int(config.checkpointing_steps) == 0:
+                    state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,
+                                                                config.checkpoints_total_limit))
+                if kill_at_step and state.step == kill_at_step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if state.step >= total_steps:
+                    break
+        # ---------------------------------------------------------------------- end of epoch
+        train_metrics = state.train_accuracy.reduced(accelerator).compute()
+        eval_metrics = evaluate_model(model, eval_loader, accelerator, histogram.counts) if eval_loader else {}
+        log.epoch(state, epoch, train_metrics, eval_metrics, lr=optimizer.param_groups[0]["lr"],
+                  weakening=unwrapped.weakening_enabled)
+        state.next_epoch()
+        if config.checkpointing_steps == "epoch":
+            state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,
+                                                        config.checkpoints_total_limit))
+    progress.close()
+    data_config = model_data_config(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
+    return finish_run(config, accelerator, unwrapped, state, data, histogram, policy, output_dir, data_config)
+
+
+USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               PermissionError)
+
+
+def main() -> None:
+    try:
+        sys.exit(training_function(parse_config()))
+    except USER_ERRORS as error:  # bad input: one clear line (PROCRUSTEAN_TRACEBACK=1 shows the traceback)
+        if os.environ.get("PROCRUSTEAN_TRACEBACK"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

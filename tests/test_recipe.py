@@ -1,0 +1,194 @@
+"""recipes/train.py end to end: accelerate launch in a subprocess on generated data, exact resume, export."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = str(ROOT / "recipes" / "train.py")
+SMALL = ["--model", "resnet8_cifar", "--img_size", "16", "--batch_size", "8", "--eval_batch_size", "16",
+         "--report_to", "none", "--warmup_epochs", "0", "--lr", "0.05", "--lr_scheduler", "constant"]
+
+
+def run(args, launcher="accelerate", env_extra=None, check=True):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    if launcher == "accelerate":
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, *args]
+    else:
+        cmd = [sys.executable, TRAIN, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def _pattern(label, size, rng, mode):
+    img = (rng.random((size, size)) * 80).astype(np.uint8)
+    img[:, label * 3:(label * 3) + 3] = 255  # a class-specific bright stripe
+    if mode == "RGB":
+        return Image.fromarray(np.stack([img, img[::-1], img.T], axis=-1), "RGB")
+    return Image.fromarray(img, "L")
+
+
+@pytest.fixture(scope="module")
+def imagefolder(tmp_path_factory):
+    """train/ (3 classes x 12) and test/ (3 x 4) of 12x12 RGB PNGs."""
+    root = tmp_path_factory.mktemp("imagefolder")
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 12), ("test", 4)):
+        for label, name in enumerate(["ant", "bee", "cat"]):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                _pattern(label, 12, rng, "RGB").save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def saved_dataset(tmp_path_factory):
+    """A save_to_disk DatasetDict with other column names (img / fine), grey images, 4 classes."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features
+    from datasets import Image as ImageFeature
+
+    root = tmp_path_factory.mktemp("saved") / "ds"
+    rng = np.random.default_rng(1)
+    features = Features({"img": ImageFeature(), "fine": ClassLabel(names=["w", "x", "y", "z"])})
+
+    def split(per_class):
+        labels = [c for c in range(4) for _ in range(per_class)]
+        return Dataset.from_dict({"img": [_pattern(c, 12, rng, "L") for c in labels], "fine": labels},
+                                 features=features)
+
+    DatasetDict({"train": split(10), "validation": split(3)}).save_to_disk(str(root))
+    return root
+
+
+def test_imagefolder_end_to_end_with_export_round_trip(imagefolder, tmp_path):
+    out = tmp_path / "run"
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "exp:3", "--epochs", "2", "--output_dir", str(out),
+                "--weakening_location", "random", "--seed", "1", *SMALL])
+    assert "imbalance ratio" in proc.stdout and "p(weaken)" in proc.stdout  # histogram + probabilities printed
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["epochs_completed"] == 2 and results["class_names"] == ["ant", "bee", "cat"]
+    assert results["train_class_counts"] == [12, 6, 4]  # exp:3 of 12 per class
+    for key in ("eval_image_averaged_accuracy", "eval_class_averaged_accuracy", "eval_per_class_accuracy",
+                "train_per_class_accuracy"):
+        assert results[key] is not None, key
+    assert (out / "plots" / "per_class_accuracy.png").stat().st_size > 1000
+    assert (out / "plots" / "training_progress.png").stat().st_size > 1000
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3
+    assert (out / "training_config.yaml").exists() and (out / "checkpoints").is_dir()
+
+    import timm
+    from transformers import AutoModelForImageClassification
+
+    import procrustean  # noqa: F401
+
+    export = out / "export"
+    for name in ("config.json", "model.safetensors", "README.md", "training_config.yaml", "all_results.json"):
+        assert (export / name).exists(), name
+    x = torch.randn(2, 3, 16, 16)
+    timm_model = timm.create_model(f"local-dir:{export}", pretrained=True).eval()
+    hf_model = AutoModelForImageClassification.from_pretrained(str(export)).eval()
+    with torch.no_grad():
+        assert torch.equal(timm_model(x), hf_model(pixel_values=x).logits)
+    assert hf_model.config.id2label[2] == "cat"
+    card = (export / "README.md").read_text()
+    assert card.startswith("---") and "procrustean" in card and "exp:3" in card
+
+
+def test_saved_dataset_other_columns_grey_and_plain_python(saved_dataset, tmp_path):
+    out = tmp_path / "run"
+    run(["--dataset", str(saved_dataset), "--image_column", "img", "--label_column", "fine", "--in_chans", "1",
+         "--imbalance", "step:2", "--max_train_steps", "3", "--output_dir", str(out), "--verify_images", "false",
+         *SMALL], launcher="python")
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["steps"] == 3 and results["train_class_counts"] == [10, 10, 5, 5]
+    config = json.loads((out / "export" / "config.json").read_text())
+    assert config["label_names"] == ["w", "x", "y", "z"]
+
+
+def test_kill_and_resume_mid_epoch_gives_identical_weights(imagefolder, tmp_path):
+    # 36 images, batch 8 -> 5 steps per epoch; 2 epochs; checkpoints every 2 steps; killed (SIGKILL) at step 7
+    common = ["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--checkpointing_steps", "2",
+              "--weakening_location", "random", "--seed", "3", "--verify_images", "false", *SMALL]
+    full = tmp_path / "full"
+    run([*common, "--output_dir", str(full)])
+    broken = tmp_path / "broken"
+    proc = run([*common, "--output_dir", str(broken)], env_extra={"PROCRUSTEAN_FAULT_KILL_AT_STEP": "7"},
+               check=False)
+    assert proc.returncode != 0 and not (broken / "export").exists()
+    checkpoints = sorted(p.name for p in (broken / "checkpoints").iterdir())
+    assert checkpoints[-1] == "step_00000006"  # the last complete checkpoint, mid-epoch 2
+    run([*common, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"])
+    a, b = load_file(full / "export" / "model.safetensors"), load_file(broken / "export" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    full_rows = (full / "metrics.csv").read_text().splitlines()
+    assert full_rows == (broken / "metrics.csv").read_text().splitlines()  # same history, written once
+
+
+# ------------------------------------------------------------------------------------- bad input
+def _error_of(args, tmp_path):
+    proc = run(["--imbalance", "none", *SMALL, *args, "--output_dir", str(tmp_path / "bad-run")], launcher="python",
+               check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "error: " in proc.stderr
+    return proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--label_column", "labelz"], "--label_column"),
+    (["--image_column", "picture"], "--image_column"),
+    (["--imbalance", "exp"], "'exp:<ratio>'"),
+    (["--checkpointing_steps", "sometimes"], "--checkpointing_steps"),
+    (["--imbalance", "step:1000"], "0 samples"),
+    (["--model", "resnet8_cifarr"], "Unknown timm model"),
+    (["--resume_from_checkpoint", "/nonexistent/ckpt"], "not a checkpoint"),
+    (["--weakening_location", "stage:9"], "supported"),
+])
+def test_bad_input_fails_before_training_with_the_fix(imagefolder, tmp_path, args, message):
+    text = _error_of(["--dataset", str(imagefolder), "--epochs", "1", *args], tmp_path)
+    assert message in text, text[-3000:]
+    assert not (tmp_path / "bad-run" / "checkpoints").exists()
+
+
+def test_output_dir_holding_another_run_is_refused(imagefolder, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "training_config.yaml").write_text("epochs: 1\n")
+    proc = run(["--dataset", str(imagefolder), "--output_dir", str(out), *SMALL], launcher="python", check=False)
+    assert proc.returncode != 0 and "--overwrite_output_dir" in proc.stderr
+    assert (out / "training_config.yaml").read_text() == "epochs: 1\n"
+
+
+def test_corrupt_image_is_named_with_index_and_path(imagefolder, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(imagefolder, root)
+    bad = root / "train" / "bee" / "3.png"
+    bad.write_bytes(bad.read_bytes()[:40])
+    text = _error_of(["--dataset", str(root), "--epochs", "1"], tmp_path)
+    assert "3.png" in text and "index" in text.lower()
+
+
+def test_eval_labels_out_of_range(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    rng = np.random.default_rng(0)
+    imgs = [_pattern(0, 12, rng, "L") for _ in range(6)]
+    ds = DatasetDict({"train": Dataset.from_dict({"image": imgs, "label": [0, 1, 0, 1, 0, 1]}),
+                      "test": Dataset.from_dict({"image": imgs[:2], "label": [0, 5]})})
+    ds.save_to_disk(str(tmp_path / "ds"))
+    text = _error_of(["--dataset", str(tmp_path / "ds"), "--epochs", "1"], tmp_path)
+    assert "[0, 2)" in text
