@@ -129,14 +129,15 @@ def plot_training_progress(history: Sequence[Mapping[str, Any]], class_names: Se
     fig = _new_figure()
     ax = fig.add_subplot()
     has_eval = any(h.get("eval_per_class_accuracy") is not None for h in rows)
+    marker = "o" if len(rows) < 3 else None  # a single epoch is a point, not a line
     for c in range(num_classes):
         label = str(class_names[c]) if num_classes <= 10 and scale is None else None
         ax.plot(epochs, [_nan([h["train_per_class_accuracy"][c]])[0] for h in rows], color=colours[c],
-                linewidth=1.2, label=label)
+                linewidth=1.2, label=label, marker=marker, markersize=3)
         if has_eval:
             ev = [_nan([h["eval_per_class_accuracy"][c]])[0] if h.get("eval_per_class_accuracy") is not None
                   else math.nan for h in rows]
-            ax.plot(epochs, ev, color=colours[c], linewidth=0.9, linestyle="--")
+            ax.plot(epochs, ev, color=colours[c], linewidth=0.9, linestyle="--", marker=marker, markersize=3)
     if scale is not None:
         from matplotlib.cm import ScalarMappable
 

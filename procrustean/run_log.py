@@ -88,11 +88,12 @@ class MetricsLog:
         row.update({f"eval_{k}": evaluation.get(k) for k in self.SCALARS if k in evaluation})
         state.history.append({**row, "train_per_class_accuracy": train["per_class_accuracy"],
                               "eval_per_class_accuracy": evaluation.get("per_class_accuracy")})
-        self.accelerator.print(
-            f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
-                                            if isinstance(v, float) and k != "lr"))
         if not self.accelerator.is_main_process:
             return
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                 if isinstance(v, float) and k != "lr"))  # not inside the bar
         scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         scalars.update({f"train_class_{c}_accuracy": a for c, a in enumerate(train["per_class_accuracy"])
                         if a is not None})

@@ -3,7 +3,7 @@
     accelerate launch recipes/train.py --config recipes/configs/fmnist_lt_step100.yaml [--option value ...]
     python recipes/train.py --config ... (one process)
 
-Runs on 1 CPU, 1 GPU, many GPUs and many nodes (see recipes/accelerate/). Reads an HF dataset, makes
+Runs on 1 CPU, 1 GPU, many GPUs and many nodes (whatever `accelerate launch` is configured for). Reads an HF dataset, makes
 its training split imbalanced (``--imbalance``), trains with class-size-aware feature weakening
 (``--weakening_location``), evaluates long-tail metrics every epoch, checkpoints atomically (exact
 resume with ``--resume_from_checkpoint latest``), and exports a checkpoint that loads with
