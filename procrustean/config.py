@@ -50,6 +50,8 @@ class TrainConfig:
     train_crop: str = field(default="pad4", metadata={"help": "Train augmentation: 'pad4' (random crop with "
                             "4 px padding + flip, the CIFAR protocol) or 'rrc' (timm's RandomResizedCrop)."})
     drop_rate: float = field(default=0.0, metadata={"help": "Classifier dropout."})
+    model_kwargs: Optional[str] = field(default=None, metadata={"help": "Extra timm.create_model kwargs as JSON, "
+                                        "e.g. '{\"normed_head\": true}' (cosine classifier for LDAM)."})
     # ---------------------------------------------------------------- weakening
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
     weakening_location: str = field(default="pre_logits", metadata={"help": "input, stage:K, pre_logits or "
@@ -73,6 +75,9 @@ class TrainConfig:
     focal_gamma: float = field(default=1.0, metadata={"help": "Focal loss gamma."})
     drw_epoch: Optional[int] = field(default=None, metadata={"help": "Deferred re-weighting from this epoch."})
     drw_beta: float = field(default=0.9999, metadata={"help": "Class-balanced weight beta for DRW."})
+    mixup_alpha: float = field(default=0.0, metadata={"help": "timm Mixup alpha (labels mixed too: the 'is it "
+                               "just mixup?' control). Replaces weakening when > 0."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "timm CutMix alpha (labels mixed)."})
     # ---------------------------------------------------------------- optimisation
     epochs: int = field(default=30, metadata={"help": "Training epochs."})
     max_train_steps: Optional[int] = field(default=None, metadata={"help": "Stop after this many optimizer "
@@ -108,6 +113,12 @@ class TrainConfig:
     push_to_hub: Optional[str] = field(default=None, metadata={"help": "Hub repo id to publish the export to."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
     deterministic: bool = field(default=False, metadata={"help": "torch deterministic algorithms."})
+    # ---------------------------------------------------------------- diagnostics
+    eval_every_epochs: int = field(default=1, metadata={"help": "Evaluate every N epochs (and after the last)."})
+    eval_train_accuracy: bool = field(default=False, metadata={"help": "Also measure per-class accuracy on the "
+                                      "(imbalanced) training split in eval mode, without augmentation."})
+    log_feature_gradients: bool = field(default=False, metadata={"help": "Log the per-class mean norm of the "
+                                        "per-sample loss gradient w.r.t. the classifier's input feature."})
 
     def __post_init__(self) -> None:
         """Fail on malformed options at parse time, before any data is read."""
@@ -141,6 +152,18 @@ class TrainConfig:
         if not 0.0 <= self.lam_min <= self.lam_max <= 1.0:
             raise ValueError(f"--lam_min / --lam_max must satisfy 0 <= lam_min <= lam_max <= 1, got "
                              f"{self.lam_min}, {self.lam_max}.")
+        if self.model_kwargs:
+            import json
+
+            try:
+                if not isinstance(json.loads(self.model_kwargs), dict):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"--model_kwargs must be a JSON object, got {self.model_kwargs!r}.") from None
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise ValueError("--mixup_alpha / --cutmix_alpha must be >= 0.")
+        if self.eval_every_epochs < 1:
+            raise ValueError(f"--eval_every_epochs must be >= 1, got {self.eval_every_epochs}.")
         if self.in_chans < 1:
             raise ValueError(f"--in_chans must be >= 1, got {self.in_chans}.")
 

@@ -29,6 +29,8 @@ from torch import nn
 
 from ._counts import dataset_label_column
 
+from ._timm import model_in_chans  # noqa: F401  (part of this module's API)
+
 FASHION_MNIST_NAMES = ("fashion_mnist", "fashion-mnist")
 EVAL_SPLIT_PREFERENCE = ("validation", "test")
 
@@ -329,22 +331,6 @@ def _timm_model(model: nn.Module) -> nn.Module:
     from .model import ProcrusteanModel
 
     return model.backbone if isinstance(model, ProcrusteanModel) else model
-
-
-def model_in_chans(model: nn.Module) -> int:
-    """Input channels of a timm model: ``in_chans`` attribute, else its ``first_conv``, else the first conv."""
-    model = _timm_model(model)
-    in_chans = getattr(model, "in_chans", None)
-    first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
-    if in_chans is None and isinstance(first_conv, str):
-        try:
-            in_chans = model.get_submodule(first_conv).weight.shape[1]
-        except AttributeError:
-            in_chans = None
-    if in_chans is None:
-        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        in_chans = conv.in_channels if conv is not None else 3
-    return int(in_chans)
 
 
 def _fit_channels(values: Sequence[float], in_chans: int, name: str) -> Tuple[float, ...]:

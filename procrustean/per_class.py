@@ -52,7 +52,7 @@ class PerClassAccuracy:
         }
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"correct": self.correct.cpu(), "total": self.total.cpu()}
+        return {"correct": self.correct.cpu().clone(), "total": self.total.cpu().clone()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.correct = state["correct"].clone().to(self.correct.device)

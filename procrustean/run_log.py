@@ -16,7 +16,8 @@ from .per_class import PerClassAccuracy
 class RunState:
     """Counters and epoch history that ``save_state`` must carry for an exact (mid-epoch) resume."""
 
-    def __init__(self, train_accuracy: PerClassAccuracy):
+    def __init__(self, train_accuracy: PerClassAccuracy, gradients: Any = None):
+        self.gradients = gradients  # an optional FeatureGradientMonitor
         self.epoch = 0
         self.step = 0
         self.batches_in_epoch = 0
@@ -28,11 +29,14 @@ class RunState:
         self.epoch += 1
         self.batches_in_epoch = 0
         self.train_accuracy.reset()
+        if self.gradients is not None:
+            self.gradients.reset()
 
     def state_dict(self) -> Dict[str, Any]:
         return {"epoch": self.epoch, "step": self.step, "batches_in_epoch": self.batches_in_epoch,
                 "history_json": json.dumps(self.history), "train_accuracy": self.train_accuracy.state_dict(),
-                "last_checkpoint": self.last_checkpoint or ""}
+                "last_checkpoint": self.last_checkpoint or "",
+                "gradients": self.gradients.state_dict() if self.gradients is not None else {}}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
@@ -40,6 +44,8 @@ class RunState:
         self.history = json.loads(state["history_json"])
         self.train_accuracy.load_state_dict(state["train_accuracy"])
         self.last_checkpoint = state["last_checkpoint"] or None
+        if self.gradients is not None and state.get("gradients"):
+            self.gradients.load_state_dict(state["gradients"])
 
 
 @torch.no_grad()
@@ -86,8 +92,12 @@ class MetricsLog:
                                "train_image_averaged_accuracy": train["image_averaged_accuracy"],
                                "train_class_averaged_accuracy": train["class_averaged_accuracy"]}
         row.update({f"eval_{k}": evaluation.get(k) for k in self.SCALARS if k in evaluation})
+        if train.get("clean_class_averaged_accuracy") is not None:
+            row["train_clean_class_averaged_accuracy"] = train["clean_class_averaged_accuracy"]
         state.history.append({**row, "train_per_class_accuracy": train["per_class_accuracy"],
-                              "eval_per_class_accuracy": evaluation.get("per_class_accuracy")})
+                              "eval_per_class_accuracy": evaluation.get("per_class_accuracy"),
+                              **{f"train_{k}": train[k] for k in ("clean_per_class_accuracy", "feature_gradient_norm")
+                                 if k in train}})
         if not self.accelerator.is_main_process:
             return
         from tqdm.auto import tqdm

@@ -1,6 +1,7 @@
 """Model, loss and optimiser for the recipe, from the config, using timm's and our factories."""
 from __future__ import annotations
 
+import json
 from typing import Any, Optional, Tuple
 
 import torch
@@ -23,6 +24,8 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
                         drop_rate=config.drop_rate)
     if config.img_size and _takes_img_size(config.model):
         kwargs["img_size"] = config.img_size
+    if config.model_kwargs:
+        kwargs.update(json.loads(config.model_kwargs))
     return create_timm_model(config.model, **kwargs)
 
 
@@ -57,3 +60,15 @@ def build_optimizer_and_scheduler(config: TrainConfig, model: nn.Module, steps_p
         warmup_lr=config.lr * 0.01 if config.warmup_epochs else config.lr, warmup_epochs=config.warmup_epochs,
         step_on_epochs=False, updates_per_epoch=steps_per_epoch)
     return optimizer, scheduler
+
+
+def build_mixup(config: TrainConfig, num_classes: int) -> Tuple[Optional[Any], Optional[nn.Module]]:
+    """timm's Mixup / CutMix with mixed (soft) labels and its loss: the control that is *not* Procrustean."""
+    if config.mixup_alpha <= 0 and config.cutmix_alpha <= 0:
+        return None, None
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+
+    mixup = Mixup(mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha, label_smoothing=0.0,
+                  num_classes=num_classes)
+    return mixup, SoftTargetCrossEntropy()

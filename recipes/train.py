@@ -33,7 +33,8 @@ from procrustean.data import (build_transforms, check_no_empty_classes, load_ima
 from procrustean.per_class import PerClassAccuracy
 from procrustean.run_dir import prepare_output_dir, resolve_resume, save_checkpoint
 from procrustean.run_log import MetricsLog, RunState, evaluate_model, finish_run
-from procrustean.training_setup import build_loss_and_drw, build_model, build_optimizer_and_scheduler
+from procrustean.diagnostics import FeatureGradientMonitor
+from procrustean.training_setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
 
 
 def training_function(config: TrainConfig) -> int:
@@ -86,6 +87,7 @@ def training_function(config: TrainConfig) -> int:
                              beta_alpha=config.lam_beta_alpha, partner=config.weakening_partner,
                              seed=config.seed * 1000 + accelerator.process_index)  # own draws per process
     loss_fn, drw = build_loss_and_drw(config, histogram.counts)
+    mixup, mixup_loss = build_mixup(config, data.num_classes)  # the labels-mixed control, not Procrustean
     model = ProcrusteanModel(backbone, policy if config.weakening else None, location=config.weakening_location,
                              loss=loss_fn)
     accelerator.print(histogram.format())
@@ -98,14 +100,16 @@ def training_function(config: TrainConfig) -> int:
     train_data = procrustean.SampleSeededDataset(
         with_image_transform(train_set, train_tf, data.image_column, data.label_column, config.in_chans),
         seed=config.seed)
-    train_loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=False,
+    train_loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=mixup is not None,
                               num_workers=config.num_workers, collate_fn=ProcrusteanCollator())
-    eval_loader = None
-    if eval_set is not None:
-        eval_loader = DataLoader(with_image_transform(eval_set, eval_tf, data.image_column, data.label_column,
-                                                      config.in_chans),
-                                 batch_size=config.eval_batch_size, num_workers=config.num_workers,
-                                 collate_fn=ProcrusteanCollator())
+
+    def eval_loader_for(dataset):
+        return DataLoader(with_image_transform(dataset, eval_tf, data.image_column, data.label_column, config.in_chans),
+                          batch_size=config.eval_batch_size, num_workers=config.num_workers,
+                          collate_fn=ProcrusteanCollator())
+
+    eval_loader = eval_loader_for(eval_set) if eval_set is not None else None
+    train_eval_loader = eval_loader_for(train_set) if config.eval_train_accuracy else None
 
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / config.gradient_accumulation_steps)
     num_epochs = config.epochs
@@ -115,9 +119,10 @@ def training_function(config: TrainConfig) -> int:
     total_steps = config.max_train_steps or num_epochs * steps_per_epoch
     optimizer, scheduler = build_optimizer_and_scheduler(config, model, steps_per_epoch, num_epochs)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    if eval_loader is not None:
-        eval_loader = accelerator.prepare(eval_loader)
-    state = RunState(PerClassAccuracy(data.num_classes))
+    eval_loader, train_eval_loader = (accelerator.prepare(loader) if loader is not None else None
+                                      for loader in (eval_loader, train_eval_loader))
+    gradients = FeatureGradientMonitor(backbone, data.num_classes) if config.log_feature_gradients else None
+    state = RunState(PerClassAccuracy(data.num_classes), gradients)
     accelerator.register_for_checkpointing(scheduler, policy, state)
 
     log = MetricsLog(output_dir, accelerator)
@@ -152,8 +157,15 @@ def training_function(config: TrainConfig) -> int:
             batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
         for batch in batches:
             with accelerator.accumulate(model):
-                outputs = model(**batch)
+                if mixup is not None:  # labels mixed too: plain forward, soft-target loss
+                    pixels, soft_targets = mixup(batch["pixel_values"], batch["labels"])
+                    outputs = model(pixels)
+                    outputs.loss = mixup_loss(outputs.logits, soft_targets)
+                else:
+                    outputs = model(**batch)  # weakened forward (training mode + labels)
                 accelerator.backward(outputs.loss)
+                if gradients is not None:
+                    gradients.update(batch["labels"], len(batch["labels"]) * config.gradient_accumulation_steps)
                 if config.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
@@ -176,9 +188,18 @@ def training_function(config: TrainConfig) -> int:
                     break
         # ---------------------------------------------------------------------- end of epoch
         train_metrics = state.train_accuracy.reduced(accelerator).compute()
-        eval_metrics = evaluate_model(model, eval_loader, accelerator, histogram.counts) if eval_loader else {}
+        last_epoch = epoch == num_epochs - 1 or state.step >= total_steps
+        evaluate_now = last_epoch or (epoch + 1) % config.eval_every_epochs == 0
+        eval_metrics = evaluate_model(model, eval_loader, accelerator, histogram.counts) \
+            if eval_loader is not None and evaluate_now else {}
+        if train_eval_loader is not None and evaluate_now:
+            clean = evaluate_model(model, train_eval_loader, accelerator, histogram.counts)
+            train_metrics["clean_per_class_accuracy"] = clean["per_class_accuracy"]
+            train_metrics["clean_class_averaged_accuracy"] = clean["class_averaged_accuracy"]
+        if gradients is not None:
+            train_metrics["feature_gradient_norm"] = gradients.compute(accelerator)
         log.epoch(state, epoch, train_metrics, eval_metrics, lr=optimizer.param_groups[0]["lr"],
-                  weakening=unwrapped.weakening_enabled)
+                  weakening=unwrapped.weakening_enabled and mixup is None)
         state.next_epoch()
         if config.checkpointing_steps == "epoch":
             state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,

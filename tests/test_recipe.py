@@ -198,3 +198,17 @@ def test_eval_labels_out_of_range(tmp_path):
     ds.save_to_disk(str(tmp_path / "ds"))
     text = _error_of(["--dataset", str(tmp_path / "ds"), "--epochs", "1"], tmp_path)
     assert "[0, 2)" in text
+
+
+def test_mixup_control_and_diagnostics_are_logged(imagefolder, tmp_path):
+    out = tmp_path / "run"
+    run(["--dataset", str(imagefolder), "--imbalance", "exp:3", "--epochs", "3", "--output_dir", str(out),
+         "--mixup_alpha", "0.4", "--log_feature_gradients", "true", "--eval_train_accuracy", "true",
+         "--eval_every_epochs", "2", "--verify_images", "false", *SMALL], launcher="python")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert rows[0]["eval_per_class_accuracy"] is None and rows[1]["eval_per_class_accuracy"] is not None
+    assert rows[2]["eval_per_class_accuracy"] is not None  # the last epoch is always evaluated
+    assert all(r["weakening"] is False for r in rows)  # mixup replaces the weakening
+    assert len(rows[2]["train_feature_gradient_norm"]) == 3 and all(g > 0 for g in rows[2]["train_feature_gradient_norm"])
+    assert len(rows[1]["train_clean_per_class_accuracy"]) == 3

@@ -305,15 +305,11 @@ def hf_model_args(model: nn.Module) -> Dict[str, Any]:
 
         timm.models.save_for_hf(model, d, safe_serialization=True, model_args=hf_model_args(model))
     """
+    from .._timm import model_in_chans
+
     args: Dict[str, Any] = {}
-    in_chans = getattr(model, "in_chans", None)
-    first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
-    if in_chans is None and isinstance(first_conv, str):
-        try:
-            in_chans = model.get_submodule(first_conv).weight.shape[1]
-        except AttributeError:
-            in_chans = None
-    if in_chans is not None and in_chans != 3:
+    in_chans = model_in_chans(model)
+    if in_chans != 3:
         args["in_chans"] = int(in_chans)
     if getattr(model, "normed_head", False):
         args["normed_head"] = True
