@@ -199,7 +199,7 @@ def training_function(config: TrainConfig) -> int:
         if gradients is not None:
             train_metrics["feature_gradient_norm"] = gradients.compute(accelerator)
         log.epoch(state, epoch, train_metrics, eval_metrics, lr=optimizer.param_groups[0]["lr"],
-                  weakening=unwrapped.weakening_enabled and mixup is None)
+                  weakening=unwrapped.weakening_active(batch["labels"]) and mixup is None)
         state.next_epoch()
         if config.checkpointing_steps == "epoch":
             state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,
