@@ -68,7 +68,7 @@ class ProcrusteanModel(nn.Module):
         classifier = self.backbone.get_classifier()
         self._has_single_classifier = isinstance(classifier, nn.Module)
         self.location = self._check_location(location)
-        self.last_plan: Optional[WeakeningPlan] = None
+        self.last_plan: Optional[WeakeningPlan] = None  # the most recent plan drawn (for logging and tests)
         self.last_location: Optional[str] = None
 
     # ----------------------------------------------------------------------------------- locations
@@ -110,7 +110,6 @@ class ProcrusteanModel(nn.Module):
         if self.weakening_active(labels):
             logits = self._weakened_forward(pixel_values, labels)
         else:
-            self.last_plan, self.last_location = None, None
             logits = self.backbone(pixel_values)
         loss = self.loss(logits, labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits)

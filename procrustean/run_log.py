@@ -92,6 +92,8 @@ class MetricsLog:
                                "train_image_averaged_accuracy": train["image_averaged_accuracy"],
                                "train_class_averaged_accuracy": train["class_averaged_accuracy"]}
         row.update({f"eval_{k}": evaluation.get(k) for k in self.SCALARS if k in evaluation})
+        if "num_samples" in evaluation:
+            row["eval_num_samples"] = evaluation["num_samples"]
         if train.get("clean_class_averaged_accuracy") is not None:
             row["train_clean_class_averaged_accuracy"] = train["clean_class_averaged_accuracy"]
         state.history.append({**row, "train_per_class_accuracy": train["per_class_accuracy"],

@@ -32,6 +32,7 @@ from procrustean.data import (build_transforms, check_no_empty_classes, load_ima
                               verify_images, with_image_transform)
 from procrustean.per_class import PerClassAccuracy
 from procrustean.run_dir import prepare_output_dir, resolve_resume, save_checkpoint
+from procrustean.distributed import PerProcessState, all_finite, write_rank_report
 from procrustean.run_log import MetricsLog, RunState, evaluate_model, finish_run
 from procrustean.diagnostics import FeatureGradientMonitor
 from procrustean.training_setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
@@ -123,7 +124,7 @@ def training_function(config: TrainConfig) -> int:
                                       for loader in (eval_loader, train_eval_loader))
     gradients = FeatureGradientMonitor(backbone, data.num_classes) if config.log_feature_gradients else None
     state = RunState(PerClassAccuracy(data.num_classes), gradients)
-    accelerator.register_for_checkpointing(scheduler, policy, state)
+    accelerator.register_for_checkpointing(scheduler, PerProcessState(policy, accelerator), state)
 
     log = MetricsLog(output_dir, accelerator)
     if accelerator.is_main_process:
@@ -170,7 +171,7 @@ def training_function(config: TrainConfig) -> int:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
-            if not torch.isfinite(outputs.loss.detach()):
+            if not all_finite(outputs.loss.detach(), accelerator):  # every rank stops together
                 return log.non_finite_loss(state, epoch, outputs.loss)
             state.train_accuracy.update(outputs.logits.detach(), batch["labels"])
             state.batches_in_epoch += 1
@@ -206,6 +207,7 @@ def training_function(config: TrainConfig) -> int:
                                                         config.checkpoints_total_limit))
     progress.close()
     data_config = model_data_config(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
+    write_rank_report(accelerator, unwrapped, policy, state, eval_loader)
     return finish_run(config, accelerator, unwrapped, state, data, histogram, policy, output_dir, data_config)
 
 
