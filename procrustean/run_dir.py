@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import uuid
 from pathlib import Path
 from typing import Any, List, Optional
@@ -80,6 +81,8 @@ def save_checkpoint(accelerator: Any, output_dir: Path | str, step: int, total_l
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    if os.environ.get("PROCRUSTEAN_FAULT_KILL_IN_CHECKPOINT") == str(step):  # fault injection for the tests
+        os.kill(os.getpid(), signal.SIGKILL)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for name in ("training_config.yaml",):
@@ -102,3 +105,15 @@ def _fsync_tree(path: Path) -> None:
         if file.is_file():
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
+
+
+def check_free_space(output_dir: Path | str, model: Any, optimizer_state_factor: float = 2.0,
+                     checkpoints_kept: int = 2) -> None:
+    """Refuse to start when the disk cannot hold the checkpoints and the export (estimated from the model)."""
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    needed = int(param_bytes * ((1 + optimizer_state_factor) * (checkpoints_kept + 1) + 1)) + 16 * 2**20
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        raise OSError(f"--output_dir {output_dir} has {free / 2**20:.1f} MiB free but this run needs about "
+                      f"{needed / 2**20:.1f} MiB for its checkpoints and export. Free some space, lower "
+                      "--checkpoints_total_limit, or choose another directory.")

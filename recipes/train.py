@@ -31,7 +31,7 @@ from procrustean.model import check_timm_model_name
 from procrustean.data import (build_transforms, check_no_empty_classes, load_image_dataset, model_data_config,
                               verify_images, with_image_transform)
 from procrustean.per_class import PerClassAccuracy
-from procrustean.run_dir import prepare_output_dir, resolve_resume, save_checkpoint
+from procrustean.run_dir import check_free_space, prepare_output_dir, resolve_resume, save_checkpoint
 from procrustean.distributed import PerProcessState, all_finite, write_rank_report
 from procrustean.run_log import MetricsLog, RunState, evaluate_model, finish_run
 from procrustean.diagnostics import FeatureGradientMonitor
@@ -87,6 +87,8 @@ def training_function(config: TrainConfig) -> int:
                              lam_distribution=config.lam_distribution, lam_range=(config.lam_min, config.lam_max),
                              beta_alpha=config.lam_beta_alpha, partner=config.weakening_partner,
                              seed=config.seed * 1000 + accelerator.process_index)  # own draws per process
+    if accelerator.is_main_process:
+        check_free_space(output_dir, backbone, checkpoints_kept=config.checkpoints_total_limit or 2)
     loss_fn, drw = build_loss_and_drw(config, histogram.counts)
     mixup, mixup_loss = build_mixup(config, data.num_classes)  # the labels-mixed control, not Procrustean
     model = ProcrusteanModel(backbone, policy if config.weakening else None, location=config.weakening_location,
@@ -211,8 +213,7 @@ def training_function(config: TrainConfig) -> int:
     return finish_run(config, accelerator, unwrapped, state, data, histogram, policy, output_dir, data_config)
 
 
-USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError,
-               PermissionError)
+USER_ERRORS = (ValueError, KeyError, TypeError, OSError)  # OSError covers missing / read-only / full paths
 
 
 def main() -> None:

@@ -1,8 +1,5 @@
 """recipes/train.py end to end: accelerate launch in a subprocess on generated data, exact resume, export."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,45 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = str(ROOT / "recipes" / "train.py")
-SMALL = ["--model", "resnet8_cifar", "--img_size", "16", "--batch_size", "8", "--eval_batch_size", "16",
-         "--report_to", "none", "--warmup_epochs", "0", "--lr", "0.05", "--lr_scheduler", "constant"]
-
-
-def run(args, launcher="accelerate", env_extra=None, check=True):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    if launcher == "accelerate":
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, *args]
-    else:
-        cmd = [sys.executable, TRAIN, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def _pattern(label, size, rng, mode):
-    img = (rng.random((size, size)) * 80).astype(np.uint8)
-    img[:, label * 3:(label * 3) + 3] = 255  # a class-specific bright stripe
-    if mode == "RGB":
-        return Image.fromarray(np.stack([img, img[::-1], img.T], axis=-1), "RGB")
-    return Image.fromarray(img, "L")
-
-
-@pytest.fixture(scope="module")
-def imagefolder(tmp_path_factory):
-    """train/ (3 classes x 12) and test/ (3 x 4) of 12x12 RGB PNGs."""
-    root = tmp_path_factory.mktemp("imagefolder")
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 12), ("test", 4)):
-        for label, name in enumerate(["ant", "bee", "cat"]):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                _pattern(label, 12, rng, "RGB").save(folder / f"{i}.png")
-    return root
+from recipe_utils import SMALL, pattern_image as _pattern, run
 
 
 @pytest.fixture(scope="module")

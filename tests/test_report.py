@@ -1,0 +1,216 @@
+"""benchmarks/report.py on a synthetic results file (never the real one): math, tables, markers, plots."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("procrustean_report", ROOT / "benchmarks" / "report.py")
+report = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(report)
+
+SPEC = {
+    "profiles": {"step100": {}, "exp100": {}},
+    "main": {"ce": {}, "weakening": {}, "logit_adjustment": {}},
+    "ablations": {"lam_0_1": {"overrides": {"lam_min": 0.0, "lam_max": 1.0}}},
+    "ablation_base": {"weakening": True, "weakening_location": "pre_logits"},
+    "ablation_profiles": ["step100"],
+}
+STEP_COUNTS = [500] * 5 + [5] * 5
+EXP_COUNTS = [500, 300, 179, 107, 64, 38, 23, 13, 8, 5]
+# class-averaged accuracy = BASE[cell] + STEP[cell] * seed
+BASE = {"ce": 0.60, "weakening": 0.65, "logit_adjustment": 0.70, "lam_0_1": 0.50}
+STEP = {"ce": 0.01, "weakening": 0.02, "logit_adjustment": 0.0, "lam_0_1": 0.01}
+
+
+def _history(cell, epochs=6):
+    rows = []
+    for e in range(epochs):
+        progress = (e + 1) / epochs
+        minor_train = progress * (0.9 if cell == "weakening" else 0.5)
+        major_train = min(1.0, 0.5 + progress)
+        rows.append({
+            "epoch": e, "step": 20 * (e + 1), "lr": 0.1, "weakening": cell == "weakening",
+            "train_image_averaged_accuracy": 0.5, "train_class_averaged_accuracy": 0.5,
+            "eval_class_averaged_accuracy": 0.5 if e % 2 == 0 else None,
+            "train_per_class_accuracy": [major_train] * 5 + [minor_train] * 5,
+            "eval_per_class_accuracy": ([0.8] * 5 + [minor_train * 0.8] * 5) if e % 2 == 0 else None,
+            "train_clean_per_class_accuracy": [major_train] * 5 + [minor_train] * 4 + [None],
+            "train_feature_gradient_norm": [0.5 / (e + 1)] * 5 + [2.0 + (cell == "ce")] * 5,
+        })
+    return rows
+
+
+def _record(suite, cell, profile, seed, history=False):
+    acc = BASE[cell] + STEP[cell] * seed
+    final = {"eval_class_averaged_accuracy": acc, "eval_image_averaged_accuracy": acc,
+             "train_image_averaged_accuracy": 0.99, "train_class_averaged_accuracy": 0.95}
+    if profile == "step100":
+        final.update(eval_major_class_accuracy=acc + 0.2, eval_minor_class_accuracy=acc - 0.2 + 0.01 * seed,
+                     eval_many_shot_accuracy=acc + 0.2, eval_medium_shot_accuracy=None,
+                     eval_few_shot_accuracy=acc - 0.2)
+    else:
+        final.update(eval_major_class_accuracy=None, eval_minor_class_accuracy=None, eval_many_shot_accuracy=acc + 0.2,
+                     eval_medium_shot_accuracy=acc, eval_few_shot_accuracy=acc - 0.3)
+    rec = {"key": f"{suite}/{cell}/{profile}/seed{seed}", "suite": suite, "cell": cell, "profile": profile,
+           "seed": seed, "command": "python recipes/train.py", "wall_seconds": 100.0 + 10 * seed, "threads": 1,
+           "machine": "x86_64 2 cores", "final": final, "eval_per_class_accuracy": [acc] * 10,
+           "train_per_class_accuracy": [1.0] * 10,
+           "train_class_counts": STEP_COUNTS if profile == "step100" else EXP_COUNTS,
+           "class_names": [f"c{i}" for i in range(10)]}
+    if history:
+        rec["history"] = _history(cell)
+    return rec
+
+
+def _records():
+    recs = []
+    for profile in ("step100", "exp100"):
+        for cell in ("ce", "weakening", "logit_adjustment"):
+            for seed in (0, 1, 2):
+                recs.append(_record("main", cell, profile, seed,
+                                    history=profile == "step100" and cell in ("ce", "weakening")))
+    recs += [_record("ablations", "lam_0_1", "step100", seed) for seed in (0, 1)]  # incomplete: 2 seeds
+    return recs
+
+
+@pytest.fixture()
+def results_file(tmp_path):
+    path = tmp_path / "results.jsonl"
+    lines = [json.dumps(r) for r in _records()]
+    lines.insert(3, "")  # blank lines are fine
+    path.write_text("\n".join(lines) + "\n" + '{"key": "main/ce/step100/seed9", "trunc')  # a half-written line
+    return path
+
+
+def test_load_skips_bad_lines_and_dedupes(results_file):
+    records, problems = report.load_records(results_file)
+    assert len(records) == 20
+    assert len(problems) == 1 and "not valid JSON" in problems[0]
+    dup = json.dumps({**_record("main", "ce", "step100", 0), "wall_seconds": 1.0})
+    records, _ = report.parse_records([json.dumps(_record("main", "ce", "step100", 0)), dup])
+    assert len(records) == 1 and records[0]["wall_seconds"] == 1.0  # the last line of a key wins
+    assert report.load_records(results_file.parent / "missing.jsonl")[0] == []
+
+
+def test_mean_std():
+    mean, std, n = report.mean_std([0.60, 0.61, 0.62, None, float("nan")])
+    assert n == 3 and mean == pytest.approx(0.61) and std == pytest.approx(0.01)  # ddof=1
+    mean, std, n = report.mean_std([0.5])
+    assert (mean, n) == (0.5, 1) and math.isnan(std)
+    assert report.mean_std([])[2] == 0
+
+
+def test_aggregate_and_paired_differences():
+    recs = _records()
+    ce = report.select(recs, suite="main", cell="ce", profile="step100")
+    weak = report.select(recs, suite="main", cell="weakening", profile="step100")
+    agg = report.aggregate(weak, ["eval_class_averaged_accuracy", "eval_medium_shot_accuracy"])
+    assert agg["n"] == 3
+    assert agg["eval_class_averaged_accuracy"][:2] == pytest.approx((0.67, 0.02))
+    assert agg["eval_medium_shot_accuracy"][2] == 0  # None everywhere in step100
+    assert agg["wall_seconds"][0] == pytest.approx(110.0) and agg["threads"] == [1]
+
+    d = report.paired_differences(weak, ce, "eval_class_averaged_accuracy")
+    assert d["diffs"] == pytest.approx({0: 0.05, 1: 0.06, 2: 0.07})
+    assert (d["mean"], d["std"], d["n"], d["improved"]) == (pytest.approx(0.06), pytest.approx(0.01), 3, 3)
+    # pairs only on shared seeds; a lower value is not an improvement
+    ablation = report.select(recs, suite="ablations", cell="lam_0_1")
+    d = report.paired_differences(ablation, ce, "eval_class_averaged_accuracy")
+    assert d["n"] == 2 and d["improved"] == 0 and d["mean"] == pytest.approx(-0.10)
+
+
+def test_formatting():
+    assert report.fmt_mean_std(0.61, 0.01, 3) == "61.0 ± 1.0"
+    assert report.fmt_mean_std(0.06, 0.01, 3, signed=True) == "+6.0 ± 1.0"
+    assert report.fmt_mean_std(-0.1, 0.0, 2, signed=True) == "-10.0 ± 0.0" + report.INCOMPLETE
+    assert report.fmt_mean_std(0.5, float("nan"), 1) == "50.0 ± –" + report.INCOMPLETE
+    assert report.fmt_mean_std(float("nan"), float("nan"), 0) == "—"
+    table = report.markdown_table(["a", "b"], [["x", "1"]])
+    assert table.splitlines() == ["| a | b |", "| :--- | ---: |", "| x | 1 |"]
+
+
+def test_tables():
+    recs = _records()
+    text = report.build_tables(recs, SPEC, source="synthetic.jsonl")
+    main_step = report.main_table(recs, "step100", list(SPEC["main"]))
+    lines = main_step.splitlines()
+    header = next(line for line in lines if line.startswith("| Method"))
+    assert "Major" in header and "Minor" in header and "Few" not in header
+    rows = [line for line in lines if line.startswith("| `")]
+    assert [r.split("|")[1].strip() for r in rows] == ["`ce`", "`weakening`", "`logit_adjustment`"]  # yaml order
+    assert "| `weakening` | 3 | 67.0 ± 2.0 | 67.0 ± 2.0 | 87.0 ± 2.0 | 48.0 ± 3.0 | 110 |" in main_step
+
+    exp_header = next(line for line in report.main_table(recs, "exp100", list(SPEC["main"])).splitlines()
+                      if line.startswith("| Method"))
+    assert all(t in exp_header for t in ("Many", "Medium", "Few")) and "Major" not in exp_header
+
+    paired = report.paired_table(recs, "step100", list(SPEC["main"]))
+    assert "| `weakening` | 3 | +6.0 ± 1.0 | 3/3 | +6.0 ± 1.0 | 3/3 |" in paired
+    assert "| `ce` |" not in paired
+    assert "few-shot" not in paired.lower() and "Δ few" in report.paired_table(recs, "exp100", list(SPEC["main"]))
+
+    ablation = report.ablation_table(recs, SPEC, "step100")
+    cells = [line.split("|")[1].strip() for line in ablation.splitlines() if line.startswith("| `")]
+    assert cells == ["`ce` (baseline)", "`weakening` (default)", "`lam_0_1`"]
+    assert "lam_min=0.0, lam_max=1.0" in ablation
+    lam_row = next(line for line in ablation.splitlines() if line.startswith("| `lam_0_1`"))
+    assert f"| 2{report.INCOMPLETE} |" in lam_row and f"50.5 ± 0.7{report.INCOMPLETE}" in lam_row
+    assert "-10.0 ± 0.0" in lam_row and "0/2" in lam_row
+
+    for part in (main_step, paired, ablation):
+        assert part in text
+    assert "No finished runs yet." in report.build_tables([], SPEC)
+
+
+def test_marker_replacement_keeps_other_text(tmp_path):
+    before = "# Results\n\nIntro written by hand.\n\n"
+    after = "\n\n## Discussion\n\nAlso by hand, with a trailing space. \n"
+    text = before + f"{report.START_MARKER}\nold tables\n{report.END_MARKER}" + after
+    new = report.replace_between_markers(text, "NEW TABLES")
+    assert new == before + f"{report.START_MARKER}\nNEW TABLES\n{report.END_MARKER}" + after
+    assert report.replace_between_markers(new, "NEW TABLES") == new  # idempotent
+    appended = report.replace_between_markers("# Notes\n", "T")
+    assert appended.startswith("# Notes\n") and appended.rstrip().endswith(report.END_MARKER)
+
+    md = tmp_path / "docs" / "RESULTS.md"
+    report.write_results_md(md, "first")
+    created = md.read_text()
+    assert created.startswith("# Results") and "generated by benchmarks/report.py" in created and "first" in created
+    md.write_text(created + "\nHand-written footer.\n")
+    report.write_results_md(md, "second")
+    final = md.read_text()
+    assert "second" in final and "first" not in final and final.endswith("\nHand-written footer.\n")
+
+
+def test_plot_data():
+    assert report.major_minor_split(STEP_COUNTS) == ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
+    assert report.major_minor_split(EXP_COUNTS) == ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
+    assert report.major_minor_split([10, 10, 10, 10]) == ([0, 1], [2, 3])
+    hist = _history("ce")
+    series = report.group_series(hist, "eval_per_class_accuracy", [5, 6, 7, 8, 9])
+    assert sorted(series) == [0, 2, 4]  # epochs without evaluation are skipped
+    clean = report.group_series(hist, "train_clean_per_class_accuracy", [5, 6, 7, 8, 9])
+    assert clean[5] == pytest.approx(0.5)  # the None entry is ignored
+    b = report.band([{0: 1.0, 1: 2.0}, {0: 3.0}])
+    assert b["n"] == 2 and list(b["epochs"]) == [0, 1]
+    assert list(b["mean"]) == [2.0, 2.0] and list(b["min"]) == [1.0, 2.0] and list(b["max"]) == [3.0, 2.0]
+    assert report.band([{}, {}]) is None
+
+
+def test_plots_and_main(results_file, tmp_path):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(json.dumps(SPEC))  # JSON is valid YAML
+    docs = tmp_path / "docs"
+    assert report.main(["--results", str(results_file), "--docs", str(docs), "--spec", str(spec_path)]) == 0
+    for name in ("train_accuracy_major_minor.png", "feature_gradient_norm.png", "minor_train_vs_test.png"):
+        assert (docs / name).stat().st_size > 1024
+    text = (docs / "RESULTS.md").read_text()
+    assert report.START_MARKER in text and "| `weakening` |" in text
+
+    notes = []
+    empty = tmp_path / "empty"
+    assert report.write_plots([], empty, note=notes.append) == []
+    assert not empty.exists() and any("skipped" in n for n in notes)
