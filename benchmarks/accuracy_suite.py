@@ -1,13 +1,14 @@
 """The accuracy suite: every (method, profile, seed) cell through recipes/train.py, one JSON line per run.
 
-    python benchmarks/accuracy_suite.py --suite main --seeds 0 1 2
-    python benchmarks/accuracy_suite.py --suite ablations --seeds 0 1 2
+    python benchmarks/accuracy_suite.py --spec benchmarks/configs/fmnist_lt_e40.yaml --suite main --seeds 0 1 2
+    python benchmarks/accuracy_suite.py --spec benchmarks/configs/fmnist_lt_e40.yaml --suite ablations
     python benchmarks/accuracy_suite.py --suite main --only ce weakening --profiles step100 --dry_run
 
 Resumable: a cell whose key is already in the results file is skipped, so the suite can be stopped
 and started again (or run in the background: `nohup ... &`). Each line holds the exact command,
 seed, wall time, machine, the final (last-epoch, never best-on-test) metrics and, for the
-diagnosed cells, the per-epoch history used by `benchmarks/analysis_plots.py`.
+diagnosed cells, the per-epoch history used by `benchmarks/report.py`. Results go to
+`benchmarks/results/<spec name>.jsonl` unless `--results` says otherwise.
 """
 from __future__ import annotations
 
@@ -36,11 +37,11 @@ FINAL_KEYS = ("eval_image_averaged_accuracy", "eval_class_averaged_accuracy", "e
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=("main", "ablations"), default="main")
-    parser.add_argument("--spec", default=str(ROOT / "benchmarks" / "configs" / "fmnist_lt_suite.yaml"))
+    parser.add_argument("--spec", default=str(ROOT / "benchmarks" / "configs" / "fmnist_lt_e40.yaml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--profiles", nargs="+", default=None, help="default: all profiles of the suite")
     parser.add_argument("--only", nargs="+", default=None, help="only these cells")
-    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "fmnist_lt_accuracy.jsonl"))
+    parser.add_argument("--results", default=None, help="default: benchmarks/results/<spec name>.jsonl")
     parser.add_argument("--runs_dir", default=str(ROOT / "benchmarks" / "runs"))
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
@@ -112,7 +113,7 @@ def execute(run: Dict[str, Any], threads: int) -> Dict[str, Any]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     spec = yaml.safe_load(Path(args.spec).read_text())
-    results_path = Path(args.results)
+    results_path = Path(args.results or ROOT / "benchmarks" / "results" / f"{Path(args.spec).stem}.jsonl")
     results_path.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if results_path.exists():

@@ -1,0 +1,497 @@
+"""Tables and analysis plots from the accuracy suite's results (benchmarks/accuracy_suite.py).
+
+    python benchmarks/report.py                                  # default results file, writes docs/
+    python benchmarks/report.py --results FILE --docs docs --spec benchmarks/configs/fmnist_lt_e40.yaml
+
+Tables (markdown, percent, mean ± sample std over seeds, last-epoch metrics, never best-on-test):
+  * main suite, one table per profile: class-/image-averaged accuracy, major/minor (step) or
+    many/medium/few-shot (exp) accuracy, mean wall time per run;
+  * paired differences vs CE on the same seed (class-averaged and minor / few-shot accuracy);
+  * ablations (step100), with the main `weakening` cell as the default and `ce` as the baseline.
+They are printed and written into docs/RESULTS.md between the markers
+``<!-- report:tables:start -->`` and ``<!-- report:tables:end -->`` (text outside them is never touched).
+
+Plots (docs/*.png), from the diagnosed runs (ce, weakening) of profile step100, mean over seeds with a
+min-max band: clean training accuracy of major vs minor classes, per-class feature-gradient norm of
+major vs minor classes, minor-class clean train vs test accuracy.
+
+Everything that computes or formats is a pure function (tested in tests/test_report.py); only
+`main`, `write_results_md` and the `plot_*` functions touch files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "fmnist_lt_e40.jsonl"
+DEFAULT_SPEC = ROOT / "benchmarks" / "configs" / "fmnist_lt_e40.yaml"
+START_MARKER = "<!-- report:tables:start -->"
+END_MARKER = "<!-- report:tables:end -->"
+MIN_SEEDS = 3                 # fewer seeds than this: the cell is marked incomplete
+INCOMPLETE = "†"
+BASELINE = "ce"
+DEFAULT_CELL = "weakening"    # the ablations' reference: the main suite's weakening cell
+PLOT_PROFILE = "step100"
+PLOT_METHODS = (("ce", "CE", "tab:blue"), ("weakening", "Weakening", "tab:orange"))
+
+# (final-dict key, column title) per profile kind; "step" profiles report major/minor halves,
+# the others the many/medium/few-shot groups.
+COMMON_COLUMNS = [("eval_class_averaged_accuracy", "Class-avg acc"),
+                  ("eval_image_averaged_accuracy", "Image-avg acc")]
+STEP_COLUMNS = [("eval_major_class_accuracy", "Major"), ("eval_minor_class_accuracy", "Minor")]
+SHOT_COLUMNS = [("eval_many_shot_accuracy", "Many"), ("eval_medium_shot_accuracy", "Medium"),
+                ("eval_few_shot_accuracy", "Few")]
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def parse_records(lines: Iterable[str]) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """JSON lines -> records (the last line with a given key wins), plus warnings for unreadable lines.
+
+    A line that does not parse (e.g. one being appended while we read) is skipped with a warning."""
+    by_key: Dict[str, Dict[str, Any]] = {}
+    problems = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"line {number}: not valid JSON, skipped")
+            continue
+        key = record.get("key") or f"{record.get('suite')}/{record.get('cell')}/{record.get('profile')}/seed{record.get('seed')}"
+        by_key[key] = record
+    return list(by_key.values()), problems
+
+
+def load_records(path: Path) -> Tuple[List[Dict[str, Any]], List[str]]:
+    path = Path(path)
+    if not path.exists():
+        return [], [f"{path} does not exist yet"]
+    return parse_records(path.read_text().splitlines())
+
+
+def load_spec(path: Path) -> Dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def select(records: Sequence[Dict[str, Any]], suite: Optional[str] = None, cell: Optional[str] = None,
+           profile: Optional[str] = None) -> List[Dict[str, Any]]:
+    return [r for r in records if (suite is None or r.get("suite") == suite)
+            and (cell is None or r.get("cell") == cell) and (profile is None or r.get("profile") == profile)]
+
+
+def ordered_cells(spec_order: Sequence[str], present: Iterable[str]) -> List[str]:
+    """The spec's order, then cells found in the results but not in the spec (sorted)."""
+    present = set(present)
+    return [c for c in spec_order if c in present] + sorted(present - set(spec_order))
+
+
+def columns_for(profile: str) -> List[Tuple[str, str]]:
+    return COMMON_COLUMNS + (STEP_COLUMNS if profile.startswith("step") else SHOT_COLUMNS)
+
+
+def tail_metric(profile: str) -> Tuple[str, str]:
+    """The metric of the smallest classes: minor half (step) or few-shot group (exp)."""
+    return STEP_COLUMNS[1] if profile.startswith("step") else SHOT_COLUMNS[2]
+
+
+# ----------------------------------------------------------------------------------------------- aggregation
+def _finite(values: Iterable[Any]) -> List[float]:
+    out = []
+    for v in values:
+        if v is None:
+            continue
+        v = float(v)
+        if math.isfinite(v):
+            out.append(v)
+    return out
+
+
+def mean_std(values: Iterable[Any]) -> Tuple[float, float, int]:
+    """(mean, sample std with ddof=1, n) of the finite, non-None values; nan where undefined."""
+    vals = _finite(values)
+    n = len(vals)
+    if n == 0:
+        return math.nan, math.nan, 0
+    arr = np.asarray(vals, dtype=float)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if n > 1 else math.nan), n
+
+
+def aggregate(records: Sequence[Dict[str, Any]], metrics: Sequence[str]) -> Dict[str, Any]:
+    """One cell's runs -> {"n": seeds, metric: (mean, std, n), "wall_seconds": (mean, std, n), "threads": set}."""
+    out: Dict[str, Any] = {"n": len({r.get("seed") for r in records})}
+    for metric in metrics:
+        out[metric] = mean_std((r.get("final") or {}).get(metric) for r in records)
+    out["wall_seconds"] = mean_std(r.get("wall_seconds") for r in records)
+    out["threads"] = sorted({r.get("threads") for r in records if r.get("threads") is not None})
+    return out
+
+
+def paired_differences(records: Sequence[Dict[str, Any]], baseline: Sequence[Dict[str, Any]],
+                       metric: str) -> Dict[str, Any]:
+    """Per-seed differences ``record - baseline`` (same seed) of one final metric.
+
+    Returns {"diffs": {seed: d}, "mean", "std" (ddof=1), "n", "improved" (d > 0 count)}."""
+    base = {r.get("seed"): (r.get("final") or {}).get(metric) for r in baseline}
+    diffs = {}
+    for r in records:
+        seed = r.get("seed")
+        value, ref = (r.get("final") or {}).get(metric), base.get(seed)
+        if value is None or ref is None or not (math.isfinite(value) and math.isfinite(ref)):
+            continue
+        diffs[seed] = float(value) - float(ref)
+    mean, std, n = mean_std(diffs.values())
+    return {"diffs": dict(sorted(diffs.items())), "mean": mean, "std": std, "n": n,
+            "improved": sum(d > 0 for d in diffs.values())}
+
+
+# ----------------------------------------------------------------------------------------------- formatting
+def fmt_mean_std(mean: float, std: float, n: int, scale: float = 100.0, signed: bool = False,
+                 min_n: int = MIN_SEEDS) -> str:
+    """'81.2 ± 0.4' (percent, 1 decimal); '—' without data; a trailing † when n < min_n."""
+    if n == 0 or not math.isfinite(mean):
+        return "—"
+    sign = "+" if signed else ""
+    text = f"{mean * scale:{sign}.1f}"
+    text += f" ± {std * scale:.1f}" if math.isfinite(std) else " ± –"
+    return text + (INCOMPLETE if n < min_n else "")
+
+
+def fmt_seconds(mean: float) -> str:
+    if not math.isfinite(mean):
+        return "—"
+    return f"{mean:.0f}" if mean < 600 else f"{mean:.0f} ({mean / 60:.0f} min)"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Optional[Sequence[str]] = None) -> str:
+    """A GitHub markdown table; ``align`` per column: 'l' or 'r' (default: first left, the rest right)."""
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    sep = [":---" if a == "l" else "---:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _threads_note(threads: Iterable[Any]) -> str:
+    threads = sorted({t for t in threads if t is not None})
+    if not threads:
+        return ""
+    return f" Wall time: seconds per run at {', '.join(map(str, threads))} torch thread(s) each."
+
+
+def main_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Sequence[str],
+               suite: str = "main") -> Optional[str]:
+    runs = select(records, suite=suite, profile=profile)
+    if not runs:
+        return None
+    columns = columns_for(profile)
+    header = ["Method", "Seeds"] + [title for _, title in columns] + ["Wall (s)"]
+    rows, threads = [], set()
+    for cell in ordered_cells(cell_order, {r["cell"] for r in runs}):
+        agg = aggregate(select(runs, cell=cell), [k for k, _ in columns])
+        threads.update(agg["threads"])
+        rows.append([f"`{cell}`", f"{agg['n']}" + (INCOMPLETE if agg["n"] < MIN_SEEDS else "")]
+                    + [fmt_mean_std(*agg[k]) for k, _ in columns] + [fmt_seconds(agg["wall_seconds"][0])])
+    title = f"### Main suite, {profile}: test accuracy (%), mean ± std over seeds"
+    return "\n\n".join([title, markdown_table(header, rows),
+                        f"Last-epoch test accuracy on the balanced test set.{_threads_note(threads)}"])
+
+
+def paired_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Sequence[str],
+                 suite: str = "main", baseline_cell: str = BASELINE) -> Optional[str]:
+    base = select(records, suite="main", cell=baseline_cell, profile=profile)
+    runs = [r for r in select(records, suite=suite, profile=profile) if r.get("cell") != baseline_cell]
+    if not base or not runs:
+        return None
+    tail_key, tail_title = tail_metric(profile)
+    header = ["Method", "Pairs", "Δ class-avg (pp)", "Improved", f"Δ {tail_title.lower()} (pp)", "Improved"]
+    rows = []
+    for cell in ordered_cells(cell_order, {r["cell"] for r in runs}):
+        cell_runs = select(runs, cell=cell)
+        d_avg = paired_differences(cell_runs, base, "eval_class_averaged_accuracy")
+        d_tail = paired_differences(cell_runs, base, tail_key)
+        rows.append([f"`{cell}`", f"{d_avg['n']}" + (INCOMPLETE if d_avg["n"] < MIN_SEEDS else ""),
+                     fmt_mean_std(d_avg["mean"], d_avg["std"], d_avg["n"], signed=True),
+                     f"{d_avg['improved']}/{d_avg['n']}",
+                     fmt_mean_std(d_tail["mean"], d_tail["std"], d_tail["n"], signed=True),
+                     f"{d_tail['improved']}/{d_tail['n']}"])
+    title = f"### Main suite, {profile}: paired difference vs `{baseline_cell}` (same seed)"
+    note = (f"Per seed: method minus `{baseline_cell}` trained with the same seed, in percentage points; mean ± std "
+            f"over the pairs; 'Improved': pairs with a positive difference.")
+    return "\n\n".join([title, markdown_table(header, rows), note])
+
+
+def _describe(overrides: Dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items())
+
+
+def ablation_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], profile: str = "step100") -> Optional[str]:
+    ablations = select(records, suite="ablations", profile=profile)
+    if not ablations:
+        return None
+    columns = columns_for(profile)
+    ce_runs = select(records, suite="main", cell=BASELINE, profile=profile)
+    default_runs = select(records, suite="main", cell=DEFAULT_CELL, profile=profile)
+    spec_ablations = spec.get("ablations") or {}
+    default_desc = _describe(spec.get("ablation_base") or (spec.get("main") or {}).get(DEFAULT_CELL, {}).get("overrides", {}))
+    groups: List[Tuple[str, str, List[Dict[str, Any]]]] = [
+        (f"`{BASELINE}` (baseline)", "no weakening", ce_runs),
+        (f"`{DEFAULT_CELL}` (default)", default_desc, default_runs)]
+    for cell in ordered_cells(list(spec_ablations), {r["cell"] for r in ablations}):
+        groups.append((f"`{cell}`", _describe((spec_ablations.get(cell) or {}).get("overrides", {})),
+                       select(ablations, cell=cell)))
+    header = ["Cell", "Change", "Seeds"] + [title for _, title in columns] + ["Δ class-avg vs CE (pp)", "Improved"]
+    rows, threads = [], set()
+    for label, desc, runs in groups:
+        agg = aggregate(runs, [k for k, _ in columns])
+        threads.update(agg["threads"])
+        if runs is ce_runs:
+            delta, improved = "0 (reference)", "—"
+        else:
+            d = paired_differences(runs, ce_runs, "eval_class_averaged_accuracy")
+            delta, improved = fmt_mean_std(d["mean"], d["std"], d["n"], signed=True), f"{d['improved']}/{d['n']}"
+        rows.append([label, desc, f"{agg['n']}" + (INCOMPLETE if agg["n"] < MIN_SEEDS else "")]
+                    + [fmt_mean_std(*agg[k]) for k, _ in columns] + [delta, improved])
+    title = f"### Ablations, {profile}: test accuracy (%), mean ± std over seeds"
+    note = (f"Each ablation changes the default (`{DEFAULT_CELL}` of the main suite) in one option; Δ is paired with "
+            f"`{BASELINE}` on the same seed.")
+    return "\n\n".join([title, markdown_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), note])
+
+
+def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source: str = "") -> str:
+    """All tables as one markdown block (what goes between the markers)."""
+    main_order = list(spec.get("main") or {})
+    profiles = ordered_cells(list(spec.get("profiles") or {}), {r.get("profile") for r in records if r.get("profile")})
+    parts = [f"_Generated by `benchmarks/report.py` from `{source}` ({len(records)} runs). "
+             f"{INCOMPLETE}: fewer than {MIN_SEEDS} seeds (incomplete); '± –': one seed, no std._"]
+    for profile in profiles:
+        for table in (main_table(records, profile, main_order), paired_table(records, profile, main_order)):
+            if table:
+                parts.append(table)
+    for profile in spec.get("ablation_profiles") or ["step100"]:
+        table = ablation_table(records, spec, profile)
+        if table:
+            parts.append(table)
+    if len(parts) == 1:
+        parts.append("No finished runs yet.")
+    machines = sorted({r.get("machine") for r in records if r.get("machine")})
+    if machines:
+        parts.append("Machine(s): " + "; ".join(machines) + ".")
+    return "\n\n".join(parts)
+
+
+def replace_between_markers(text: str, content: str, start: str = START_MARKER, end: str = END_MARKER) -> str:
+    """Put ``content`` between the markers; text outside them is kept byte for byte.
+
+    Without (both) markers the block is appended at the end."""
+    block = f"{start}\n{content.strip()}\n{end}"
+    i = text.find(start)
+    j = text.find(end, i + len(start)) if i >= 0 else -1
+    if i < 0 or j < 0:
+        return text + ("" if not text or text.endswith("\n") else "\n") + ("\n" if text else "") + block + "\n"
+    return text[:i] + block + text[j + len(end):]
+
+
+def new_results_md(content: str) -> str:
+    return ("# Results\n\nThe tables below are generated by benchmarks/report.py; edit text outside the markers only.\n\n"
+            + replace_between_markers("", content).lstrip())
+
+
+# ----------------------------------------------------------------------------------------------- plot data
+def major_minor_split(counts: Sequence[int]) -> Tuple[List[int], List[int]]:
+    """Major = classes with more training images than the median, minor = the rest.
+
+    When that leaves no major class (e.g. balanced counts), the first half by count is major."""
+    counts = np.asarray(counts, dtype=float)
+    major = [int(i) for i in np.flatnonzero(counts > np.median(counts))]
+    if not major:
+        order = np.argsort(-counts, kind="stable")
+        major = sorted(int(i) for i in order[: len(counts) // 2])
+    minor = [i for i in range(len(counts)) if i not in set(major)]
+    return major, minor
+
+
+def group_series(history: Sequence[Dict[str, Any]], key: str, classes: Sequence[int]) -> Dict[int, float]:
+    """{epoch: mean over ``classes`` of history[epoch][key][c]} (None entries ignored; epochs without data skipped)."""
+    out = {}
+    for row in history:
+        values = row.get(key)
+        if not values:
+            continue
+        vals = _finite(values[c] for c in classes if c < len(values))
+        if vals:
+            out[int(row["epoch"])] = float(np.mean(vals))
+    return out
+
+
+def band(series_per_seed: Sequence[Dict[int, float]]) -> Optional[Dict[str, np.ndarray]]:
+    """Align per-seed {epoch: value} on the union of epochs -> epochs, mean, min, max (nan-aware)."""
+    series_per_seed = [s for s in series_per_seed if s]
+    if not series_per_seed:
+        return None
+    epochs = sorted(set().union(*series_per_seed))
+    mat = np.array([[s.get(e, np.nan) for e in epochs] for s in series_per_seed], dtype=float)
+    with warnings.catch_warnings():  # an epoch where every seed is nan stays nan, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"epochs": np.asarray(epochs), "mean": np.nanmean(mat, 0), "min": np.nanmin(mat, 0),
+                "max": np.nanmax(mat, 0), "n": len(series_per_seed)}
+
+
+def diagnosed_runs(records: Sequence[Dict[str, Any]], cell: str, profile: str = PLOT_PROFILE) -> List[Dict[str, Any]]:
+    return [r for r in select(records, suite="main", cell=cell, profile=profile)
+            if r.get("history") and r.get("train_class_counts")]
+
+
+def curves(runs: Sequence[Dict[str, Any]], key: str, group: str) -> Optional[Dict[str, np.ndarray]]:
+    """Mean/min/max over seeds of a per-class history key averaged over the 'major' or 'minor' classes."""
+    per_seed = []
+    for r in runs:
+        major, minor = major_minor_split(r["train_class_counts"])
+        per_seed.append(group_series(r["history"], key, major if group == "major" else minor))
+    return band(per_seed)
+
+
+# ----------------------------------------------------------------------------------------------- plots (I/O)
+def _figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(111)
+
+
+def _draw(ax, data, colour, style, label, log=False):
+    x, mean, lo, hi = data["epochs"], data["mean"], data["min"], data["max"]
+    if log:  # nothing non-positive on a log axis
+        mean, lo, hi = (np.where(a > 0, a, np.nan) for a in (mean, lo, hi))
+    ax.plot(x, mean, color=colour, linestyle=style, linewidth=1.6, label=f"{label} (n={data['n']})")
+    if data["n"] > 1:
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.15, linewidth=0)
+
+
+def _save(fig, ax, path: Path, title: str, ylabel: str) -> Path:
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _plot_groups(records, path: Path, key: str, title: str, ylabel: str, log: bool = False,
+                 groups=(("major", "--"), ("minor", "-")), note=print) -> Optional[Path]:
+    fig, ax = _figure()
+    drawn = False
+    for cell, name, colour in PLOT_METHODS:
+        runs = diagnosed_runs(records, cell)
+        if not runs:
+            note(f"  {path.name}: no diagnosed `{cell}` runs of {PLOT_PROFILE} yet")
+            continue
+        for group, style in groups:
+            data = curves(runs, key, group)
+            if data is not None:
+                _draw(ax, data, colour, style, f"{name}, {group}", log=log)
+                drawn = True
+    if not drawn:
+        note(f"  skipped {path.name}: no '{key}' history yet")
+        return None
+    if log:
+        ax.set_yscale("log")
+    return _save(fig, ax, path, title, ylabel)
+
+
+def plot_train_accuracy(records, path: Path, note=print) -> Optional[Path]:
+    return _plot_groups(records, path, "train_clean_per_class_accuracy",
+                        f"Clean training accuracy, major vs minor classes ({PLOT_PROFILE})", "training accuracy",
+                        note=note)
+
+
+def plot_feature_gradient_norm(records, path: Path, note=print) -> Optional[Path]:
+    return _plot_groups(records, path, "train_feature_gradient_norm",
+                        f"Per-class feature-gradient norm, major vs minor ({PLOT_PROFILE})",
+                        "mean ||dL/df|| per class", log=True, note=note)
+
+
+def plot_minor_train_vs_test(records, path: Path, note=print) -> Optional[Path]:
+    fig, ax = _figure()
+    drawn = False
+    for cell, name, colour in PLOT_METHODS:
+        runs = diagnosed_runs(records, cell)
+        if not runs:
+            note(f"  {path.name}: no diagnosed `{cell}` runs of {PLOT_PROFILE} yet")
+            continue
+        for key, style, what in (("train_clean_per_class_accuracy", "-", "minor train"),
+                                 ("eval_per_class_accuracy", "--", "minor test")):
+            data = curves(runs, key, "minor")
+            if data is not None:
+                _draw(ax, data, colour, style, f"{name}, {what}")
+                drawn = True
+    if not drawn:
+        note(f"  skipped {path.name}: no minor-class history yet")
+        return None
+    return _save(fig, ax, path, f"Minor classes: clean train (solid) vs test (dashed) accuracy ({PLOT_PROFILE})",
+                 "accuracy")
+
+
+def write_plots(records, docs: Path, note=print) -> List[Path]:
+    docs = Path(docs)
+    made = [plot_train_accuracy(records, docs / "train_accuracy_major_minor.png", note=note),
+            plot_feature_gradient_norm(records, docs / "feature_gradient_norm.png", note=note),
+            plot_minor_train_vs_test(records, docs / "minor_train_vs_test.png", note=note)]
+    return [p for p in made if p is not None]
+
+
+def write_results_md(path: Path, content: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else None
+    path.write_text(new_results_md(content) if text is None else replace_between_markers(text, content))
+    return path
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS))
+    parser.add_argument("--docs", default=str(ROOT / "docs"), help="where RESULTS.md and the plots go")
+    parser.add_argument("--spec", default=str(DEFAULT_SPEC), help="the suite's yaml (row order, ablation options)")
+    parser.add_argument("--no_plots", action="store_true")
+    args = parser.parse_args(argv)
+
+    records, problems = load_records(Path(args.results))
+    for message in problems:
+        print(f"note: {message}", file=sys.stderr)
+    spec = load_spec(Path(args.spec)) if Path(args.spec).exists() else {}
+    tables = build_tables(records, spec, source=_display_path(Path(args.results)))
+    print(tables)
+    docs = Path(args.docs)
+    md = write_results_md(docs / "RESULTS.md", tables)
+    print(f"\nwrote tables to {md}")
+    if not args.no_plots:
+        for p in write_plots(records, docs):
+            print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
