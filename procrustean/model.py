@@ -5,8 +5,11 @@ Locations (``supported_locations``):
 * ``input``      -- the pixels, before the backbone;
 * ``stage:k``    -- the output of the k-th entry of the backbone's ``feature_info`` (a stage boundary),
                     replaced through a forward hook that returns the mixed tensor;
-* ``pre_logits`` -- the pooled feature the classifier sees: ``forward_features`` ->
-                    ``forward_head(pre_logits=True)`` -> weaken -> ``get_classifier()`` (default);
+* ``pre_logits`` -- the pooled feature the classifier sees, i.e. ``forward_head(forward_features(x),
+                    pre_logits=True)``: the input of ``get_classifier()`` is mixed by a forward
+                    pre-hook (default). Working on the classifier's input rather than re-assembling
+                    the head also covers distilled twin heads (DeiT, LeViT, EfficientFormer) and
+                    convolutional classifiers (DLA);
 * ``random``     -- one of the above, drawn per batch from the policy's generator.
 
 The weakening runs only in training mode and only when labels are given; otherwise ``forward`` is the
@@ -16,7 +19,7 @@ a plain timm model at ``.backbone``: that is what gets saved and pushed.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import torch
 from torch import nn
@@ -65,8 +68,7 @@ class ProcrusteanModel(nn.Module):
         self.loss = loss if loss is not None else CrossEntropyLoss()
         self.weakening_enabled = True
         self._stage_names = _stage_modules(self.backbone)
-        classifier = self.backbone.get_classifier()
-        self._has_single_classifier = isinstance(classifier, nn.Module)
+        self._classifiers = self._classifier_modules()
         self.location = self._check_location(location)
         self.last_plan: Optional[WeakeningPlan] = None  # the most recent plan drawn (for logging and tests)
         self.last_location: Optional[str] = None
@@ -75,7 +77,7 @@ class ProcrusteanModel(nn.Module):
     @property
     def supported_locations(self) -> List[str]:
         stages = [f"stage:{k}" for k in range(len(self._stage_names))]
-        pre_logits = ["pre_logits"] if self._has_single_classifier else []
+        pre_logits = ["pre_logits"] if self._classifiers else []
         return ["input"] + stages + pre_logits + ["random"]
 
     def _check_location(self, location: str) -> str:
@@ -90,10 +92,15 @@ class ProcrusteanModel(nn.Module):
         elif location in self.supported_locations:
             return location
         why = ""
-        if location == "pre_logits" and not self._has_single_classifier:
-            why = " (its classifier is not a single module, e.g. distilled heads)"
+        if location == "pre_logits" and not self._classifiers:
+            why = " (it has no classifier module: build it with num_classes > 0)"
         raise ValueError(f"Weakening location {location!r} is not supported for "
                          f"{type(self.backbone).__name__}{why}; supported: {self.supported_locations}.")
+
+    def _classifier_modules(self) -> List[nn.Module]:
+        classifier = self.backbone.get_classifier()
+        heads = list(classifier) if isinstance(classifier, (tuple, list)) else [classifier]
+        return [h for h in heads if isinstance(h, nn.Module) and not isinstance(h, nn.Identity)]
 
     def _concrete_locations(self) -> List[str]:
         return [loc for loc in self.supported_locations if loc != "random"]
@@ -124,15 +131,22 @@ class ProcrusteanModel(nn.Module):
         if location == "input":
             return self.backbone(plan.apply(pixel_values))
         if location == "pre_logits":
-            features = self.backbone.forward_features(pixel_values)
-            pooled = self.backbone.forward_head(features, pre_logits=True)
-            return self.backbone.get_classifier()(plan.apply(pooled))
-        stage = self.backbone.get_submodule(self._stage_names[int(location.split(":")[1])])
-        handle = stage.register_forward_hook(_mixing_hook(plan, location))
+            modules, hook = self._classifiers, _mixing_pre_hook(plan, location)
+            handles = [m.register_forward_pre_hook(hook) for m in modules]
+        else:
+            modules = [self.backbone.get_submodule(self._stage_names[int(location.split(":")[1])])]
+            hook = _mixing_hook(plan, location)
+            handles = [modules[0].register_forward_hook(hook)]
         try:
-            return self.backbone(pixel_values)
+            logits = self.backbone(pixel_values)
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
+        if hook.calls == 0:
+            raise RuntimeError(f"Weakening at {location} never happened: {type(self.backbone).__name__}'s forward does "
+                               f"not call {[type(m).__name__ for m in modules]}. Choose another location among "
+                               f"{self.supported_locations}.")
+        return logits
 
     # ----------------------------------------------------------------------------------- builders
     @classmethod
@@ -142,19 +156,37 @@ class ProcrusteanModel(nn.Module):
         return cls(create_timm_model(model_name, **create_kwargs), policy, location, loss)
 
 
-def _mixing_hook(plan: WeakeningPlan, location: str) -> Callable:
-    calls = {"n": 0}
+class _MixingHook:
+    """Mixes a module's output (forward hook) or first input (forward pre-hook) with one plan, once per
+    module and forward (a module called twice, e.g. a shared block, is weakened at its first call)."""
 
-    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] > 1:  # a module reused within one forward is weakened once, at its first call
-            return output
-        if not torch.is_tensor(output):
-            raise TypeError(f"Cannot weaken at {location}: {type(module).__name__} returns {type(output).__name__}, "
-                            "not a tensor. Choose another location.")
-        return plan.apply(output)
+    def __init__(self, plan: WeakeningPlan, location: str, on_input: bool):
+        self.plan, self.location, self.on_input = plan, location, on_input
+        self.calls, self._done = 0, set()
 
-    return hook
+    def _mix(self, module: nn.Module, tensor: Any) -> Any:
+        if not torch.is_tensor(tensor):
+            raise TypeError(f"Cannot weaken at {self.location}: {type(module).__name__} "
+                            f"{'takes' if self.on_input else 'returns'} {type(tensor).__name__}, not a tensor. "
+                            "Choose another location.")
+        return self.plan.apply(tensor)
+
+    def __call__(self, module: nn.Module, args: Any, output: Any = None) -> Any:
+        self.calls += 1
+        if id(module) in self._done:
+            return None
+        self._done.add(id(module))
+        if self.on_input:
+            return (self._mix(module, args[0]),) + tuple(args[1:])
+        return self._mix(module, output)
+
+
+def _mixing_hook(plan: WeakeningPlan, location: str) -> _MixingHook:
+    return _MixingHook(plan, location, on_input=False)
+
+
+def _mixing_pre_hook(plan: WeakeningPlan, location: str) -> _MixingHook:
+    return _MixingHook(plan, location, on_input=True)
 
 
 def check_timm_model_name(model_name: str) -> None:

@@ -169,14 +169,38 @@ def test_unsupported_locations_and_models_fail_clearly():
         ProcrusteanModel(torch.nn.Linear(3, 4), WeakeningPolicy(COUNTS))
 
 
-def test_distilled_heads_exclude_pre_logits():
+def test_distilled_twin_heads_are_weakened_at_pre_logits():
     backbone = timm.create_model("deit_tiny_distilled_patch16_224", num_classes=NUM_CLASSES, img_size=32,
                                  depth=2)
-    with pytest.raises(ValueError, match="not a single module"):
-        ProcrusteanModel(backbone, WeakeningPolicy(COUNTS), location="pre_logits")
-    model = ProcrusteanModel(backbone, WeakeningPolicy(COUNTS, gamma=0.0), location="stage:1").train()
+    model = ProcrusteanModel(backbone, WeakeningPolicy(COUNTS, gamma=0.0), location="pre_logits").train()
+    assert "pre_logits" in model.supported_locations
     x, y = batch()
-    assert model(x, labels=y).loss.isfinite()
+    seen = []
+    for head in backbone.get_classifier():
+        head.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    with torch.no_grad():
+        ref = model.backbone(x)
+        out = model(x, labels=y)
+    assert torch.isfinite(out.loss) and not torch.allclose(out.logits, ref)
+    assert len(seen) == 4  # both heads ran in the reference and in the weakened forward
+
+
+def test_a_location_the_forward_never_reaches_is_an_error():
+    model = make("test_resnet", WeakeningPolicy(COUNTS, gamma=0.0), location="pre_logits").train()
+    model.backbone.forward = lambda x: model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)[:, :4]
+    x, y = batch()
+    with pytest.raises(RuntimeError, match="never happened"):
+        model(x, labels=y)
+
+
+def test_convolutional_classifier_dla_is_weakened_at_pre_logits():
+    model = make("dla34", WeakeningPolicy(COUNTS, gamma=0.0, lam_range=(1.0, 1.0)), location="pre_logits").train()
+    x, y = batch()
+    with torch.no_grad():
+        assert torch.equal(model(x, labels=y).logits, model.backbone(x))  # own share 1: identity
+    model.policy = WeakeningPolicy(COUNTS, gamma=0.0)
+    with torch.no_grad():
+        assert not torch.allclose(model(x, labels=y).logits, model.backbone(x))
 
 
 def test_wraps_transformers_timm_wrapper():
