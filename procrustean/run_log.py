@@ -24,6 +24,8 @@ class RunState:
         self.history: List[Dict[str, Any]] = []
         self.train_accuracy = train_accuracy
         self.last_checkpoint: Optional[str] = None
+        self.train_seconds = 0.0  # wall time inside the training loop (all epochs, checkpoint saves included)
+        self.train_samples = 0
 
     def next_epoch(self) -> None:
         self.epoch += 1
@@ -36,6 +38,7 @@ class RunState:
         return {"epoch": self.epoch, "step": self.step, "batches_in_epoch": self.batches_in_epoch,
                 "history_json": json.dumps(self.history), "train_accuracy": self.train_accuracy.state_dict(),
                 "last_checkpoint": self.last_checkpoint or "",
+                "train_seconds": self.train_seconds, "train_samples": self.train_samples,
                 "gradients": self.gradients.state_dict() if self.gradients is not None else {}}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -44,6 +47,8 @@ class RunState:
         self.history = json.loads(state["history_json"])
         self.train_accuracy.load_state_dict(state["train_accuracy"])
         self.last_checkpoint = state["last_checkpoint"] or None
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.train_samples = int(state.get("train_samples", 0))
         if self.gradients is not None and state.get("gradients"):
             self.gradients.load_state_dict(state["gradients"])
 
@@ -142,6 +147,9 @@ def finish_run(config: Any, accelerator: Any, model: Any, state: RunState, data:
         return 0
     last = state.history[-1] if state.history else {}
     results = {"epochs_completed": state.epoch, "steps": state.step,
+               "train_seconds": round(state.train_seconds, 3),
+               "train_samples_per_second": round(state.train_samples / state.train_seconds, 2)
+               if state.train_seconds else None,
                **{k: v for k, v in last.items() if not k.endswith("per_class_accuracy")},
                "eval_per_class_accuracy": last.get("eval_per_class_accuracy"),
                "train_per_class_accuracy": last.get("train_per_class_accuracy"),

@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -155,7 +156,7 @@ def training_function(config: TrainConfig) -> int:
         if drw is not None:
             drw.apply(unwrapped.loss, epoch)
         model.train()
-        batches = train_loader
+        batches, epoch_start = train_loader, time.perf_counter()
         if state.batches_in_epoch:
             batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
         for batch in batches:
@@ -177,6 +178,7 @@ def training_function(config: TrainConfig) -> int:
                 return log.non_finite_loss(state, epoch, outputs.loss)
             state.train_accuracy.update(outputs.logits.detach(), batch["labels"])
             state.batches_in_epoch += 1
+            state.train_samples += len(batch["labels"]) * accelerator.num_processes
             if accelerator.sync_gradients:
                 state.step += 1
                 scheduler.step_update(state.step)
@@ -190,6 +192,7 @@ def training_function(config: TrainConfig) -> int:
                 if state.step >= total_steps:
                     break
         # ---------------------------------------------------------------------- end of epoch
+        state.train_seconds += time.perf_counter() - epoch_start  # the training loop only, no evaluation
         train_metrics = state.train_accuracy.reduced(accelerator).compute()
         last_epoch = epoch == num_epochs - 1 or state.step >= total_steps
         evaluate_now = last_epoch or (epoch + 1) % config.eval_every_epochs == 0
