@@ -33,6 +33,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--locations", nargs="+", default=None, help="default: every supported location")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     return parser.parse_args(argv)
@@ -67,7 +68,7 @@ def bench_model(name, args, device):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
     y = torch.randint(0, args.num_classes, (args.batch_size,), device=device)
-    configs = ["none"] + model.supported_locations
+    configs = ["none"] + [loc for loc in model.supported_locations if args.locations is None or loc in args.locations]
 
     def set_config(config):
         model.weakening_enabled = config != "none"
