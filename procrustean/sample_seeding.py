@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -28,14 +27,24 @@ class SampleSeededDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        sample_seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
-        python_state, numpy_state = random.getstate(), np.random.get_state()
+        sample_seed = _mix(self.seed, self.epoch, int(index))
+        python_state = random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed)
+            # CPU generator only: torch.manual_seed would also queue lazy CUDA/XPU seeding (with a
+            # formatted stack trace) for every sample. timm's and torchvision's transforms draw from
+            # torch's and Python's RNGs; NumPy's is not used by them and is left alone.
+            torch.default_generator.manual_seed(sample_seed)
             random.seed(sample_seed)
-            np.random.seed(sample_seed)
             try:
                 return self.dataset[index]
             finally:
                 random.setstate(python_state)
-                np.random.set_state(numpy_state)
+
+
+def _mix(*values: int) -> int:
+    """SplitMix64-style mixing of (seed, epoch, index) into one well-spread 63-bit seed."""
+    state = 0x9E3779B97F4A7C15
+    for value in values:
+        state = (state ^ (value & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return (state ^ (state >> 29)) & 0x7FFFFFFFFFFFFFFF
