@@ -417,7 +417,8 @@ def render_model_card(*, repo_id_or_name: str, model_name: str, dataset: str, cl
     if len(names) != len(counts):
         raise ValueError(f"class_names has {len(names)} entries but class_counts {len(counts)}; one count per class.")
     missing = [k for k in _REQUIRED_METRICS if _metric(metrics, k) is None]
-    if missing:
+    evaluated = any(_metric(metrics, k) is not None for k, _ in _SUMMARY_METRICS)
+    if missing and evaluated:  # no metrics at all is a run without a held-out split; a partial dict is a bug
         raise ValueError(f"metrics lacks {missing}; pass the dict of procrustean.metrics.compute_long_tail_accuracy.")
     title = repo_id_or_name.rstrip("/").split("/")[-1]
     hub_dataset = _is_hub_dataset(dataset)
@@ -534,6 +535,9 @@ def _card_weakening(weakening: Optional[Mapping[str, Any]], names: Sequence[str]
 
 
 def _card_results(metrics: Mapping[str, Any], names: Sequence[str], counts: Sequence[int], split: str) -> str:
+    if not any(_metric(metrics, key) is not None for key, _ in _SUMMARY_METRICS):
+        return ("## Results\n\nNo held-out split was evaluated (the data set has no validation or test split), "
+                "so this card reports no test metrics.")
     lines = ["## Results", "",
              f"On the `{split}` split. Image-averaged accuracy is the usual top-1 over images; class-averaged "
              "accuracy is the mean of the per-class accuracies (balanced accuracy). Shot groups: many-shot "

@@ -171,3 +171,15 @@ def test_mixup_control_and_diagnostics_are_logged(imagefolder, tmp_path):
     assert all(r["weakening"] is False for r in rows)  # mixup replaces the weakening
     assert len(rows[2]["train_feature_gradient_norm"]) == 3 and all(g > 0 for g in rows[2]["train_feature_gradient_norm"])
     assert len(rows[1]["train_clean_per_class_accuracy"]) == 3
+
+
+def test_data_without_a_held_out_split_still_exports(imagefolder, tmp_path):
+    import shutil
+
+    root = tmp_path / "only-train"
+    shutil.copytree(imagefolder / "train", root / "train")
+    out = tmp_path / "run"
+    run(["--dataset", str(root), "--imbalance", "none", "--epochs", "1", "--output_dir", str(out),
+         "--verify_images", "false", *SMALL], launcher="python")
+    card = (out / "export" / "README.md").read_text()
+    assert "No held-out split was evaluated" in card and (out / "export" / "model.safetensors").exists()
