@@ -60,7 +60,7 @@ def resolve_resume(resume_from_checkpoint: Optional[str], output_dir: Path | str
         checkpoints = list_checkpoints(output_dir)
         if not checkpoints:
             raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint in {Path(output_dir) / 'checkpoints'}. "
-                                    "Start without --resume_from_checkpoint, or point it at a checkpoint folder.")
+                                    "Start again with --overwrite_output_dir (nothing to resume), or point it at a checkpoint folder.")
         return checkpoints[-1]
     path = Path(resume_from_checkpoint)
     if not path.is_dir() or not any(path.glob("model*.safetensors")) and not any(path.glob("pytorch_model*")):

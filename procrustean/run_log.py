@@ -80,8 +80,32 @@ class MetricsLog:
     SCALARS = ("image_averaged_accuracy", "class_averaged_accuracy", "many_shot_accuracy", "medium_shot_accuracy",
                "few_shot_accuracy", "major_class_accuracy", "minor_class_accuracy")
 
+    COLUMNS = ("epoch", "step", "lr", "weakening", "train_image_averaged_accuracy", "train_class_averaged_accuracy",
+               *(f"eval_{k}" for k in SCALARS), "eval_num_samples", "train_clean_class_averaged_accuracy")
+
     def __init__(self, output_dir: Path, accelerator: Any):
         self.output_dir, self.accelerator = Path(output_dir), accelerator
+
+    def restore(self, history: List[Dict[str, Any]]) -> None:
+        """After a resume: rewrite the per-epoch files from the checkpoint's history, so that epochs
+        logged after the checkpoint (and re-run now) are not listed twice."""
+        if not self.accelerator.is_main_process:
+            return
+        _atomic_write(self.output_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        csv_path = self.output_dir / "metrics.csv"
+        if csv_path.exists():
+            csv_path.unlink()
+        for entry in history:
+            self._append_csv(entry)
+
+    def _append_csv(self, row: Dict[str, Any]) -> None:
+        csv_path = self.output_dir / "metrics.csv"
+        new = not csv_path.exists()
+        with open(csv_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.COLUMNS), restval="", extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
 
     def write_json(self, name: str, payload: Any) -> None:
         if self.accelerator.is_main_process:
@@ -118,13 +142,7 @@ class MetricsLog:
             self.accelerator.log(scalars, step=state.step)
         with open(self.output_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(state.history[-1]) + "\n")
-        csv_path = self.output_dir / "metrics.csv"
-        new = not csv_path.exists()
-        with open(csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        self._append_csv(row)  # fixed columns: epochs without evaluation leave the eval cells empty
 
     def non_finite_loss(self, state: RunState, epoch: int, loss: torch.Tensor) -> int:
         self.accelerator.print(

@@ -138,6 +138,7 @@ def training_function(config: TrainConfig) -> int:
     if resume_path is not None:
         accelerator.print(f"Resuming from {resume_path}")
         accelerator.load_state(str(resume_path))
+        log.restore(state.history)
     accelerator.print(f"\n{len(train_set)} training images, {steps_per_epoch} steps per epoch, "
                       f"{num_epochs} epochs, {total_steps} steps, {accelerator.num_processes} process(es)")
 

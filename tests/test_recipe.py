@@ -171,6 +171,12 @@ def test_mixup_control_and_diagnostics_are_logged(imagefolder, tmp_path):
     assert all(r["weakening"] is False for r in rows)  # mixup replaces the weakening
     assert len(rows[2]["train_feature_gradient_norm"]) == 3 and all(g > 0 for g in rows[2]["train_feature_gradient_norm"])
     assert len(rows[1]["train_clean_per_class_accuracy"]) == 3
+    import csv
+
+    with open(out / "metrics.csv") as f:
+        table = list(csv.DictReader(f))  # one header for all epochs, eval cells empty where not evaluated
+    assert [r["eval_class_averaged_accuracy"] == "" for r in table] == [True, False, False]
+    assert float(table[1]["eval_class_averaged_accuracy"]) == rows[1]["eval_class_averaged_accuracy"]
 
 
 def test_data_without_a_held_out_split_still_exports(imagefolder, tmp_path):
