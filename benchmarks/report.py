@@ -392,8 +392,9 @@ def _save(fig, ax, path: Path, title: str, ylabel: str) -> Path:
     return path
 
 
-def _plot_groups(records, path: Path, key: str, title: str, ylabel: str, log: bool = False,
-                 groups=(("major", "--"), ("minor", "-")), note=print) -> Optional[Path]:
+def _plot_lines(records, path: Path, lines, title: str, ylabel: str, log: bool = False,
+                note=print) -> Optional[Path]:
+    """One figure, CE vs weakening: ``lines`` = (history key, class group, line style, label) tuples."""
     fig, ax = _figure()
     drawn = False
     for cell, name, colour in PLOT_METHODS:
@@ -401,50 +402,41 @@ def _plot_groups(records, path: Path, key: str, title: str, ylabel: str, log: bo
         if not runs:
             note(f"  {path.name}: no diagnosed `{cell}` runs of {PLOT_PROFILE} yet")
             continue
-        for group, style in groups:
+        for key, group, style, what in lines:
             data = curves(runs, key, group)
             if data is not None:
-                _draw(ax, data, colour, style, f"{name}, {group}", log=log)
+                _draw(ax, data, colour, style, f"{name}, {what}", log=log)
                 drawn = True
     if not drawn:
-        note(f"  skipped {path.name}: no '{key}' history yet")
+        note(f"  skipped {path.name}: no history for it yet")
         return None
     if log:
         ax.set_yscale("log")
     return _save(fig, ax, path, title, ylabel)
 
 
+def _major_minor(key: str):
+    return ((key, "major", "--", "major"), (key, "minor", "-", "minor"))
+
+
 def plot_train_accuracy(records, path: Path, note=print) -> Optional[Path]:
-    return _plot_groups(records, path, "train_clean_per_class_accuracy",
-                        f"Clean training accuracy, major vs minor classes ({PLOT_PROFILE})", "training accuracy",
-                        note=note)
+    return _plot_lines(records, path, _major_minor("train_clean_per_class_accuracy"),
+                       f"Clean training accuracy, major vs minor classes ({PLOT_PROFILE})", "training accuracy",
+                       note=note)
 
 
 def plot_feature_gradient_norm(records, path: Path, note=print) -> Optional[Path]:
-    return _plot_groups(records, path, "train_feature_gradient_norm",
-                        f"Per-class feature-gradient norm, major vs minor ({PLOT_PROFILE})",
-                        "mean ||dL/df|| per class", log=True, note=note)
+    return _plot_lines(records, path, _major_minor("train_feature_gradient_norm"),
+                       f"Per-class feature-gradient norm, major vs minor ({PLOT_PROFILE})",
+                       "mean ||dL/df|| per class", log=True, note=note)
 
 
 def plot_minor_train_vs_test(records, path: Path, note=print) -> Optional[Path]:
-    fig, ax = _figure()
-    drawn = False
-    for cell, name, colour in PLOT_METHODS:
-        runs = diagnosed_runs(records, cell)
-        if not runs:
-            note(f"  {path.name}: no diagnosed `{cell}` runs of {PLOT_PROFILE} yet")
-            continue
-        for key, style, what in (("train_clean_per_class_accuracy", "-", "minor train"),
-                                 ("eval_per_class_accuracy", "--", "minor test")):
-            data = curves(runs, key, "minor")
-            if data is not None:
-                _draw(ax, data, colour, style, f"{name}, {what}")
-                drawn = True
-    if not drawn:
-        note(f"  skipped {path.name}: no minor-class history yet")
-        return None
-    return _save(fig, ax, path, f"Minor classes: clean train (solid) vs test (dashed) accuracy ({PLOT_PROFILE})",
-                 "accuracy")
+    lines = (("train_clean_per_class_accuracy", "minor", "-", "minor train"),
+             ("eval_per_class_accuracy", "minor", "--", "minor test"))
+    return _plot_lines(records, path, lines,
+                       f"Minor classes: clean train (solid) vs test (dashed) accuracy ({PLOT_PROFILE})", "accuracy",
+                       note=note)
 
 
 def write_plots(records, docs: Path, note=print) -> List[Path]:
