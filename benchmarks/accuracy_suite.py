@@ -117,7 +117,11 @@ def main(argv=None) -> None:
     results_path.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if results_path.exists():
-        done = {json.loads(line)["key"] for line in results_path.read_text().splitlines() if line.strip()}
+        for line in results_path.read_text().splitlines():
+            try:
+                done.add(json.loads(line)["key"])
+            except (ValueError, KeyError):  # a line cut short by a killed run: that cell runs again
+                continue
     todo = [run for run in plan(args, spec) if run["key"] not in done]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     print(f"{len(todo)} runs to do ({len(done)} already in {results_path}), {args.jobs} at a time, "
