@@ -35,7 +35,7 @@ def parameter_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def write_rank_report(accelerator: Any, model: Any, policy: Any, state: Any, eval_loader: Any) -> None:
+def write_rank_report(accelerator: Any, model: Any, policy: Any, state: Any) -> None:
     folder = os.environ.get("PROCRUSTEAN_RANK_REPORT")
     if not folder:
         return

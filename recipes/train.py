@@ -206,14 +206,14 @@ def training_function(config: TrainConfig) -> int:
         if gradients is not None:
             train_metrics["feature_gradient_norm"] = gradients.compute(accelerator)
         log.epoch(state, epoch, train_metrics, eval_metrics, lr=optimizer.param_groups[0]["lr"],
-                  weakening=unwrapped.weakening_active(batch["labels"]) and mixup is None)
+                  weakening=config.weakening and unwrapped.weakening_enabled and mixup is None)
         state.next_epoch()
         if config.checkpointing_steps == "epoch":
             state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,
                                                         config.checkpoints_total_limit))
     progress.close()
     data_config = model_data_config(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
-    write_rank_report(accelerator, unwrapped, policy, state, eval_loader)
+    write_rank_report(accelerator, unwrapped, policy, state)
     return finish_run(config, accelerator, unwrapped, state, data, histogram, policy, output_dir, data_config)
 
 

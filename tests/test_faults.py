@@ -97,3 +97,17 @@ def test_failed_push_keeps_the_export_byte_for_byte(imagefolder, tmp_path):
     assert retry.returncode == 1 and "intact" in retry.stderr + retry.stdout
     assert digest == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "export").glob("*.*")}
     assert json.loads((out / "export" / "config.json").read_text())["architecture"] == "resnet8_cifar"
+
+
+def test_kill_right_after_the_last_step_of_an_epoch_resumes(imagefolder, tmp_path):
+    # 36 images, batch 8 -> 5 steps per epoch: the checkpoint of step 5 is taken after the epoch's last batch,
+    # before its end-of-epoch bookkeeping; the resumed run has no batch left in that epoch
+    args = [*_common(imagefolder), "--checkpointing_steps", "5"]
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    run([*args, "--output_dir", str(full)], launcher="python")
+    proc = run([*args, "--output_dir", str(broken)], launcher="python", check=False,
+               env_extra={"PROCRUSTEAN_FAULT_KILL_AT_STEP": "5"})
+    assert proc.returncode != 0
+    run([*args, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"], launcher="python")
+    _same_weights(full, broken)
+    assert (full / "metrics.csv").read_text() == (broken / "metrics.csv").read_text()
