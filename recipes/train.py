@@ -116,10 +116,8 @@ def training_function(config: TrainConfig) -> int:
     train_eval_loader = eval_loader_for(train_set) if config.eval_train_accuracy else None
 
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / config.gradient_accumulation_steps)
-    num_epochs = config.epochs
-    if config.max_train_steps:
-        num_epochs = min(num_epochs, math.ceil(config.max_train_steps / steps_per_epoch)) \
-            if config.epochs else math.ceil(config.max_train_steps / steps_per_epoch)
+    # --max_train_steps overrides --epochs (as in the HF examples)
+    num_epochs = math.ceil(config.max_train_steps / steps_per_epoch) if config.max_train_steps else config.epochs
     total_steps = config.max_train_steps or num_epochs * steps_per_epoch
     optimizer, scheduler = build_optimizer_and_scheduler(config, model, steps_per_epoch, num_epochs)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)

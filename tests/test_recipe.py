@@ -67,7 +67,8 @@ def test_imagefolder_end_to_end_with_export_round_trip(imagefolder, tmp_path):
 def test_saved_dataset_other_columns_grey_plain_python_and_failed_push(saved_dataset, tmp_path):
     out = tmp_path / "run"
     proc = run(["--dataset", str(saved_dataset), "--image_column", "img", "--label_column", "fine", "--in_chans", "1",
-                "--imbalance", "step:2", "--max_train_steps", "3", "--output_dir", str(out), "--verify_images", "false",
+                "--imbalance", "step:2", "--epochs", "1", "--max_train_steps", "6", "--output_dir", str(out),
+                "--verify_images", "false",
                 "--push_to_hub", "someone/fmnist-lt", *SMALL], launcher="python", check=False,
                env_extra={"HF_TOKEN": "hf_not_a_real_token", "HF_HUB_OFFLINE": "1"})
     # the Hub is unreachable (offline): one clear message, the retry command, and the export kept
@@ -75,7 +76,9 @@ def test_saved_dataset_other_columns_grey_plain_python_and_failed_push(saved_dat
     assert f"python -m procrustean.hub push {out / 'export'} someone/fmnist-lt" in proc.stderr
     assert "Traceback" not in proc.stderr
     results = json.loads((out / "all_results.json").read_text())
-    assert results["steps"] == 3 and results["train_class_counts"] == [10, 10, 5, 5]
+    # 30 images, batch 8 -> 4 steps per epoch: --max_train_steps 6 overrides --epochs 1 (2 epochs, 6 steps)
+    assert results["steps"] == 6 and results["epochs_completed"] == 2
+    assert results["train_class_counts"] == [10, 10, 5, 5]
     config = json.loads((out / "export" / "config.json").read_text())
     assert config["label_names"] == ["w", "x", "y", "z"] and config["model_args"] == {"in_chans": 1}
     assert (out / "export" / "model.safetensors").stat().st_size > 10_000
