@@ -29,7 +29,7 @@ from torch import nn
 
 from ._counts import dataset_label_column
 
-from ._timm import model_in_chans  # noqa: F401  (part of this module's API)
+from ._timm import inner_timm_model, model_in_chans  # noqa: F401  (model_in_chans: part of this module's API)
 
 FASHION_MNIST_NAMES = ("fashion_mnist", "fashion-mnist")
 EVAL_SPLIT_PREFERENCE = ("validation", "test")
@@ -327,12 +327,6 @@ def verify_images(dataset: datasets.Dataset, image_column: str, split_name: str,
 
 
 # --------------------------------------------------------------------------- transforms
-def _timm_model(model: nn.Module) -> nn.Module:
-    from .model import ProcrusteanModel
-
-    return model.backbone if isinstance(model, ProcrusteanModel) else model
-
-
 def _fit_channels(values: Sequence[float], in_chans: int, name: str) -> Tuple[float, ...]:
     values = tuple(float(v) for v in values)
     if len(values) == in_chans:
@@ -351,7 +345,7 @@ def model_data_config(model: nn.Module, img_size: Optional[int] = None, **overri
 
     in_chans = model_in_chans(model)
     args = {"in_chans": in_chans, "img_size": img_size, **{k: v for k, v in overrides.items() if v is not None}}
-    config = timm_resolve(args, model=_timm_model(model))
+    config = timm_resolve(args, model=inner_timm_model(model))
     config["input_size"] = (in_chans, *config["input_size"][1:])
     config["mean"] = _fit_channels(config["mean"], in_chans, "mean")
     config["std"] = _fit_channels(config["std"], in_chans, "std")

@@ -36,6 +36,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ._timm import inner_timm_model
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 CONFIG_NAME = "config.json"
@@ -57,14 +59,7 @@ __all__ = ["export_model", "export_model_args", "export_pretrained_cfg", "render
 # ----------------------------------------------------------------------------------------------- model
 def unwrap_backbone(model: nn.Module) -> nn.Module:
     """The plain timm model inside ProcrusteanModel / DDP / torch.compile / transformers' TimmWrapper."""
-    for _ in range(8):
-        for attr in ("backbone", "module", "_orig_mod", "timm_model"):
-            inner = getattr(model, attr, None)
-            if isinstance(inner, nn.Module):
-                model = inner
-                break
-        else:
-            break
+    model = inner_timm_model(model)
     if not isinstance(getattr(model, "pretrained_cfg", None), Mapping) or not hasattr(model, "num_classes"):
         raise TypeError(f"export_model needs a timm classification model (from timm.create_model), got "
                         f"{type(model).__name__} without `pretrained_cfg` / `num_classes`.")
