@@ -171,8 +171,7 @@ def finish_run(config: Any, accelerator: Any, model: Any, state: RunState, data:
                **{k: v for k, v in last.items() if not k.endswith("per_class_accuracy")},
                "eval_per_class_accuracy": last.get("eval_per_class_accuracy"),
                "train_per_class_accuracy": last.get("train_per_class_accuracy"),
-               "train_class_counts": histogram.counts if isinstance(histogram.counts, list)
-               else list(histogram.counts), "class_names": data.class_names}
+               "train_class_counts": list(histogram.counts), "class_names": data.class_names}
     _atomic_write(output_dir / "all_results.json", json.dumps(results, indent=2))
     plots_dir = output_dir / "plots"
     plots_dir.mkdir(exist_ok=True)
@@ -185,8 +184,9 @@ def finish_run(config: Any, accelerator: Any, model: Any, state: RunState, data:
         plot_training_progress(state.history, data.class_names, plots_dir / "training_progress.png",
                                class_counts=results["train_class_counts"])
         plots.append(plots_dir / "training_progress.png")
-    weakening = {"enabled": config.weakening, "location": config.weakening_location,
-                 "stop_epoch": config.weakening_stop_epoch, **policy.config()}
+    weakened = config.weakening and config.mixup_alpha <= 0 and config.cutmix_alpha <= 0  # mixup replaces it
+    weakening = {"enabled": True, "location": config.weakening_location, "stop_epoch": config.weakening_stop_epoch,
+                 **policy.config()} if weakened else None  # None: the card says "baseline without weakening"
     metrics = {k: v for k, v in results.items() if k.startswith("eval_") and isinstance(v, (int, float))}
     card = render_model_card(
         repo_id_or_name=config.push_to_hub or Path(output_dir).name, model_name=config.model, dataset=config.dataset,

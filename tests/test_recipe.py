@@ -172,6 +172,7 @@ def test_mixup_control_and_diagnostics_are_logged(imagefolder, tmp_path):
     assert rows[0]["eval_per_class_accuracy"] is None and rows[1]["eval_per_class_accuracy"] is not None
     assert rows[2]["eval_per_class_accuracy"] is not None  # the last epoch is always evaluated
     assert all(r["weakening"] is False for r in rows)  # mixup replaces the weakening
+    assert "baseline without weakening" in (out / "export" / "README.md").read_text()
     assert len(rows[2]["train_feature_gradient_norm"]) == 3 and all(g > 0 for g in rows[2]["train_feature_gradient_norm"])
     assert len(rows[1]["train_clean_per_class_accuracy"]) == 3
     import csv
