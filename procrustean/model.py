@@ -131,11 +131,11 @@ class ProcrusteanModel(nn.Module):
         if location == "input":
             return self.backbone(plan.apply(pixel_values))
         if location == "pre_logits":
-            modules, hook = self._classifiers, _mixing_pre_hook(plan, location)
+            modules, hook = self._classifiers, _MixingHook(plan, location, on_input=True)
             handles = [m.register_forward_pre_hook(hook) for m in modules]
         else:
             modules = [self.backbone.get_submodule(self._stage_names[int(location.split(":")[1])])]
-            hook = _mixing_hook(plan, location)
+            hook = _MixingHook(plan, location, on_input=False)
             handles = [modules[0].register_forward_hook(hook)]
         try:
             logits = self.backbone(pixel_values)
@@ -179,14 +179,6 @@ class _MixingHook:
         if self.on_input:
             return (self._mix(module, args[0]),) + tuple(args[1:])
         return self._mix(module, output)
-
-
-def _mixing_hook(plan: WeakeningPlan, location: str) -> _MixingHook:
-    return _MixingHook(plan, location, on_input=False)
-
-
-def _mixing_pre_hook(plan: WeakeningPlan, location: str) -> _MixingHook:
-    return _MixingHook(plan, location, on_input=True)
 
 
 def check_timm_model_name(model_name: str) -> None:
