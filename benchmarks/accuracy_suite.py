@@ -62,15 +62,26 @@ def plan(args: argparse.Namespace, spec: Dict[str, Any]) -> List[Dict[str, Any]]
                 if args.suite == "ablations":
                     options.update(spec["ablation_base"])
                 options.update(cell.get("overrides", {}))
-                if cell.get("diagnose"):
+                diagnose = bool(cell.get("diagnose")) and profile in spec.get("diagnose_profiles", spec["profiles"])
+                if diagnose:
                     options.update(spec["diagnostics"])
                 options["seed"] = seed
                 key = f"{args.suite}/{name}/{profile}/seed{seed}"
                 options["output_dir"] = str(Path(args.runs_dir) / key)
                 runs.append({"key": key, "suite": args.suite, "cell": name, "profile": profile, "seed": seed,
                              "config": spec["profiles"][profile]["config"], "options": options,
-                             "diagnose": bool(cell.get("diagnose"))})
+                             "diagnose": diagnose})
     return runs
+
+
+def accelerator_name() -> str:
+    """The GPU a run used (nvidia-smi's name), or 'cpu'."""
+    try:
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=30).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "cpu"
+    return names[0].strip() or "cpu"
 
 
 def command_of(run: Dict[str, Any]) -> List[str]:
@@ -81,7 +92,7 @@ def command_of(run: Dict[str, Any]) -> List[str]:
     return cmd
 
 
-def execute(run: Dict[str, Any], threads: int) -> Dict[str, Any]:
+def execute(run: Dict[str, Any], threads: int, accelerator: str) -> Dict[str, Any]:
     cmd = command_of(run)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -98,6 +109,7 @@ def execute(run: Dict[str, Any], threads: int) -> Dict[str, Any]:
         "command": "OMP_NUM_THREADS=%d " % threads + shlex.join(["python", *cmd[1:]]),
         "wall_seconds": round(wall, 1), "threads": threads,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "accelerator": accelerator,
         "final": {k: results.get(k) for k in FINAL_KEYS},
         "eval_per_class_accuracy": results.get("eval_per_class_accuracy"),
         "train_per_class_accuracy": results.get("train_per_class_accuracy"),
@@ -131,10 +143,11 @@ def main(argv=None) -> None:
             print(shlex.join(command_of(run)))
         return
 
+    accelerator = accelerator_name()
     lock = threading.Lock()
 
     def one(run):
-        record = execute(run, threads)
+        record = execute(run, threads, accelerator)
         with lock, open(results_path, "a") as f:  # one complete line per finished run
             f.write(json.dumps(record) + "\n")
         final = record["final"]

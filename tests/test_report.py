@@ -210,6 +210,15 @@ def test_plots_and_main(results_file, tmp_path):
     text = (docs / "RESULTS.md").read_text()
     assert report.START_MARKER in text and "| `weakening` |" in text
 
+    # a second results file fills its own section of the same RESULTS.md, with its own plot names
+    assert report.main(["--results", str(results_file), "--docs", str(docs), "--spec", str(spec_path),
+                        "--section", "gpu", "--plot_prefix", "gpu_", "--plot_label", "GPU run"]) == 0
+    both = (docs / "RESULTS.md").read_text()
+    start, end = report.markers("gpu")
+    assert both.startswith(text.rstrip("\n")) and start in both and end in both
+    assert report.markers("tables") == (report.START_MARKER, report.END_MARKER)
+    assert (docs / "gpu_minor_train_vs_test.png").stat().st_size > 1024
+
     notes = []
     empty = tmp_path / "empty"
     assert report.write_plots([], empty, note=notes.append) == []

@@ -1,0 +1,45 @@
+"""The accuracy suite's planning: which runs, with which options, keyed how (no training here)."""
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("accuracy_suite", ROOT / "benchmarks" / "accuracy_suite.py")
+suite = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(suite)
+
+SPEC = {
+    "base": {"epochs": 4, "lr_decay_epochs": [2, 3], "checkpointing_steps": "no"},
+    "profiles": {"step100": {"config": "a.yaml", "imbalance": "step:100"},
+                 "exp100": {"config": "b.yaml", "imbalance": "exp:100"}},
+    "diagnostics": {"eval_train_accuracy": True},
+    "diagnose_profiles": ["step100"],
+    "main": {"ce": {"overrides": {"weakening": False}, "diagnose": True},
+             "weakening": {"overrides": {"weakening": True, "weakening_location": "stage:1"}}},
+    "ablations": {"gamma_2": {"overrides": {"weakening_gamma": 2.0}}},
+    "ablation_base": {"weakening": True, "weakening_location": "stage:1"},
+    "ablation_profiles": ["step100"],
+}
+
+
+def test_main_plan_keys_and_diagnostics_only_where_asked():
+    args = suite.parse_args(["--suite", "main", "--seeds", "0", "1", "--runs_dir", "/tmp/r"])
+    runs = suite.plan(args, SPEC)
+    assert len(runs) == 2 * 2 * 2
+    by_key = {r["key"]: r for r in runs}
+    ce_step, ce_exp = by_key["main/ce/step100/seed1"], by_key["main/ce/exp100/seed1"]
+    assert ce_step["diagnose"] and ce_step["options"]["eval_train_accuracy"] is True
+    assert not ce_exp["diagnose"] and "eval_train_accuracy" not in ce_exp["options"]
+    assert ce_exp["options"]["imbalance"] == "exp:100" and ce_exp["config"] == "b.yaml"
+    assert ce_step["options"]["seed"] == 1 and ce_step["options"]["output_dir"] == "/tmp/r/main/ce/step100/seed1"
+
+
+def test_ablation_plan_applies_the_base_then_the_cell():
+    args = suite.parse_args(["--suite", "ablations", "--seeds", "0", "--only", "gamma_2"])
+    (run,) = suite.plan(args, SPEC)
+    assert run["key"] == "ablations/gamma_2/step100/seed0"
+    options = run["options"]
+    assert options["weakening_location"] == "stage:1" and options["weakening_gamma"] == 2.0
+    cmd = suite.command_of(run)
+    assert cmd[1:3] == ["recipes/train.py", "--config"]
+    joined = " ".join(cmd)
+    assert "--weakening true" in joined and "--lr_decay_epochs 2 3" in joined and "--checkpointing_steps no" in joined
