@@ -38,6 +38,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--max_per_class", type=int, default=500)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--weakening_location", default="stage:1", help="where the recipe weakens when it does")
     parser.add_argument("--timm_train_py", default=None)
     parser.add_argument("--json", default=None)
     return parser.parse_args(argv)
@@ -92,7 +93,8 @@ def recipe(args, workdir: Path, weakening: bool) -> float:
            "--dataset", str(workdir / "ds"), "--imbalance", "none", "--max_train_steps", str(args.steps),
            "--epochs", "1000", "--warmup_epochs", "0", "--batch_size", str(args.batch_size),
            "--checkpointing_steps", "no", "--report_to", "none", "--verify_images", "false",
-           "--eval_every_epochs", "1000", "--weakening", str(weakening).lower(), "--output_dir", str(out),
+           "--eval_every_epochs", "1000", "--weakening", str(weakening).lower(),
+           "--weakening_location", args.weakening_location, "--output_dir", str(out),
            "--overwrite_output_dir", "true"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
@@ -100,7 +102,10 @@ def recipe(args, workdir: Path, weakening: bool) -> float:
 
 
 def timm_train(args, workdir: Path, train) -> float:
-    """timm's train.py on an imagefolder export of the same split; its own logged average rate."""
+    """timm's train.py on an imagefolder export of the same split; samples/s from its per-update log lines.
+
+    Its loader reads every image as RGB (the 2023 train.py has no --input-img-mode), so timm trains the
+    3-channel variant of the model: only the first convolution differs (3 -> 16 instead of 1 -> 16)."""
     folder = workdir / "imagefolder"
     if not folder.exists():
         names = train.features["label"].names
@@ -111,20 +116,29 @@ def timm_train(args, workdir: Path, train) -> float:
         shutil.copytree(folder / "train", folder / "validation")
     steps_per_epoch = -(-len(train) // args.batch_size)
     epochs = -(-(args.steps + args.warmup) // steps_per_epoch)
-    launcher = ("import sys, runpy, procrustean; sys.argv = sys.argv[1:]; "
-                "runpy.run_path(sys.argv[0], run_name='__main__')")
+    # procrustean registers resnet8_cifar. train.py versions without --device (e.g. the 2023 one, commit
+    # 2aabaef) assume CUDA twice: init_distributed_device gets args.device = "cpu", and the default
+    # device=torch.device('cuda') of train_one_epoch / validate is read as the CPU; nothing else changes.
+    launcher = ("import sys, procrustean, timm.utils as u; init = u.init_distributed_device; "
+                "u.init_distributed_device = lambda a: (a.__dict__.setdefault('device', 'cpu'), init(a))[1]; "
+                "path = sys.argv[1]; sys.argv = sys.argv[1:]; "
+                "src = open(path).read().replace(\"device=torch.device('cuda')\", \"device=torch.device('cpu')\"); "
+                "exec(compile(src, path, 'exec'), {'__name__': '__main__', '__file__': path})")
     cmd = [sys.executable, "-c", launcher, args.timm_train_py, "--data-dir", str(folder), "--model", "resnet8_cifar",
-           "--num-classes", "10", "--in-chans", "1", "--input-size", "1", "28", "28", "--mean", *map(str, MEAN),
-           "--std", *map(str, STD), "-b", str(args.batch_size), "--epochs", str(epochs), "--lr", "0.1",
+           "--num-classes", "10", "--in-chans", "3", "--input-size", "3", "28", "28", "--mean", *map(str, MEAN * 3),
+           "--std", *map(str, STD * 3), "-b", str(args.batch_size), "--epochs", str(epochs), "--lr", "0.1",
            "--opt", "sgd", "--momentum", "0.9", "--weight-decay", "2e-4", "--sched", "step", "--warmup-epochs", "0",
            "--workers", "0", "--log-interval", "1", "--output", str(workdir / "timm-out"), "--no-prefetcher",
-           "--hflip", "0.5", "--scale", "1", "1", "--ratio", "1", "1", "--val-split", "validation"]
+           "--hflip", "0.5", "--scale", "1", "1", "--ratio", "1", "1", "--color-jitter", "0", "--smoothing", "0",
+           "--val-split", "validation"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
-    rates = [float(m) for m in re.findall(r"\(\s*([\d.]+)/s,\s*[\d.]+/s\)", proc.stdout + proc.stderr)]
-    if not rates:
-        raise RuntimeError(f"could not read timm's rate:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return sum(rates[args.warmup:]) / max(1, len(rates[args.warmup:]))
+    # one log line per optimizer update: "Time: <seconds>s, <samples per second>/s  (<running averages>)"
+    updates = [(float(t), float(r)) for t, r in re.findall(r"Time: ([\d.]+)s,\s*([\d.]+)/s", proc.stdout + proc.stderr)]
+    timed = updates[args.warmup:args.warmup + args.steps]
+    if not timed:
+        raise RuntimeError(f"could not read timm's rate (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return sum(t * r for t, r in timed) / sum(t for t, _ in timed)
 
 
 def main(argv=None) -> None:
@@ -142,7 +156,7 @@ def main(argv=None) -> None:
     print(f"recipe runs (samples/s): off {off_1:.1f}, on {on_1:.1f}, on {on_2:.1f}, off {off_2:.1f}; bare {bare:.1f}")
     results = {"bare PyTorch loop": bare,
                "recipe, weakening off": (off_1 + off_2) / 2,
-               "recipe, weakening on (pre_logits)": (on_1 + on_2) / 2}
+               f"recipe, weakening on ({args.weakening_location})": (on_1 + on_2) / 2}
     if args.timm_train_py:
         results["timm train.py"] = timm_train(args, workdir, train)
     base = results["bare PyTorch loop"]
