@@ -48,6 +48,9 @@ def build_split(args, workdir: Path):
     import procrustean
     from procrustean.fashion_mnist import load_fashion_mnist
 
+    import datasets
+
+    datasets.disable_progress_bars()
     data = load_fashion_mnist()
     train = procrustean.make_imbalanced(data["train"], "step:100", label_column="label", seed=0,
                                         max_per_class=args.max_per_class)

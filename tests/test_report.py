@@ -152,6 +152,15 @@ def test_tables():
     assert "| `ce` |" not in paired
     assert "few-shot" not in paired.lower() and "Δ few" in report.paired_table(recs, "exp100", list(SPEC["main"]))
 
+    head_to_head = report.comparison_table(recs, "step100", [["logit_adjustment", "weakening"], ["weakening", "nope"]])
+    d = report.paired_differences(report.select(recs, suite="main", cell="logit_adjustment", profile="step100"),
+                                  report.select(recs, suite="main", cell="weakening", profile="step100"),
+                                  "eval_class_averaged_accuracy")
+    rows = [line for line in head_to_head.splitlines() if line.startswith("| `")]
+    assert len(rows) == 1 and rows[0].startswith("| `logit_adjustment` − `weakening` | 3 | ")
+    assert report.fmt_mean_std(d["mean"], d["std"], d["n"], signed=True) in rows[0] and d["mean"] > 0
+    assert report.comparison_table(recs, "step100", []) is None
+
     ablation = report.ablation_table(recs, SPEC, "step100")
     cells = [line.split("|")[1].strip() for line in ablation.splitlines() if line.startswith("| `")]
     assert cells == ["`ce` (baseline)", "`weakening` (default)", "`lam_0_1`"]
