@@ -4,7 +4,7 @@
 
 Builds a small synthetic 10-class image set (class = a noisy oriented bar pattern), makes it
 step-imbalanced (ratio 20), trains the registered CIFAR ResNet-8 for a few epochs on the CPU with
-feature weakening at pre_logits, and prints the long-tail metrics. About a minute on 2 cores.
+feature weakening at stage:1 (the default location), and prints the long-tail metrics. About a minute on 2 cores.
 """
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def main() -> None:
 
     policy = WeakeningPolicy.from_dataset(train, label_column="label", gamma=1.0, lam_range=(0.5, 1.0), seed=0)
     print(policy.summary())
-    model = ProcrusteanModel.from_timm("resnet8_cifar", policy, location="pre_logits",
+    model = ProcrusteanModel.from_timm("resnet8_cifar", policy, location="stage:1",
                                        num_classes=NUM_CLASSES, in_chans=1)
 
     to_torch = lambda ds: ds.rename_column("label", "labels").with_format("torch")  # noqa: E731

@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from .model import DEFAULT_LOCATION
+
 
 @dataclass
 class TrainConfig:
@@ -54,8 +56,8 @@ class TrainConfig:
                                         "e.g. '{\"normed_head\": true}' (cosine classifier for LDAM)."})
     # ---------------------------------------------------------------- weakening
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
-    weakening_location: str = field(default="pre_logits", metadata={"help": "input, stage:K, pre_logits or "
-                                    "random."})
+    weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "input, stage:K, pre_logits or "
+                                    "random (default stage:1: best in docs/RESULTS.md)."})
     weakening_rule: str = field(default="power", metadata={"help": "power, linear or threshold."})
     weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
     weakening_max_probability: float = field(default=1.0, metadata={"help": "Scales all probabilities."})

@@ -4,10 +4,13 @@ Locations (``supported_locations``):
 
 * ``input``      -- the pixels, before the backbone;
 * ``stage:k``    -- the output of the k-th entry of the backbone's ``feature_info`` (a stage boundary),
-                    replaced through a forward hook that returns the mixed tensor;
+                    replaced through a forward hook that returns the mixed tensor. ``stage:1`` is the
+                    default (``DEFAULT_LOCATION``): best of all locations in our ablation (docs/RESULTS.md;
+                    in timm's ResNets the output of the first residual stage, in ConvNeXt / EfficientNet
+                    the second stage);
 * ``pre_logits`` -- the pooled feature the classifier sees, i.e. ``forward_head(forward_features(x),
                     pre_logits=True)``: the input of ``get_classifier()`` is mixed by a forward
-                    pre-hook (default). Working on the classifier's input rather than re-assembling
+                    pre-hook. Working on the classifier's input rather than re-assembling
                     the head also covers distilled twin heads (DeiT, LeViT, EfficientFormer) and
                     convolutional classifiers (DLA);
 * ``random``     -- one of the above, drawn per batch from the policy's generator.
@@ -29,6 +32,7 @@ from .losses import CrossEntropyLoss
 from .policy import WeakeningPlan, WeakeningPolicy
 
 FIXED_LOCATIONS = ("input", "pre_logits", "random")
+DEFAULT_LOCATION = "stage:1"  # measured: docs/RESULTS.md, location ablation
 
 
 def _unwrap_backbone(backbone: nn.Module) -> nn.Module:
@@ -56,7 +60,7 @@ class ProcrusteanModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, policy: Optional[WeakeningPolicy] = None,
-                 location: str = "pre_logits", loss: Optional[nn.Module] = None):
+                 location: str = DEFAULT_LOCATION, loss: Optional[nn.Module] = None):
         super().__init__()
         self.backbone = _unwrap_backbone(backbone)
         for method in ("forward_features", "forward_head", "get_classifier"):
