@@ -94,10 +94,13 @@ class WeakeningPlan:
                              f"{features.shape[0]}. Draw the plan on the same (local) batch it is applied to.")
         plan = self if self.partner.device == features.device else self.to(features.device, non_blocking=True)
         view = (-1,) + (1,) * (features.ndim - 1)
-        own_share = plan.own_share.to(features.dtype).view(view)
-        mixed = features.lerp(features.index_select(0, plan.partner), 1.0 - own_share)
-        # torch.where keeps samples that are not weakened exactly as they were (no 1.0 * x rounding, no 0 * inf).
-        return torch.where(plan.weakened.view(view), mixed, features)
+        # A sample that is not weakened is its own partner with weight exactly 0: lerp returns x + 0 * (x - x),
+        # i.e. x bit for bit (for finite x), and no other sample's values (not even an inf) can reach it.
+        # One gather and one lerp, no torch.where: at an early stage's large activations this halves the cost.
+        own = torch.arange(len(plan), device=features.device)
+        partner = torch.where(plan.weakened, plan.partner, own)
+        weight = (1.0 - plan.own_share).to(features.dtype).view(view)  # own_share is exactly 1 where not weakened
+        return features.lerp(features.index_select(0, partner), weight)
 
 
 class WeakeningPolicy:
