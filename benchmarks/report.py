@@ -209,6 +209,15 @@ def main_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Sequ
                         f"Last-epoch test accuracy on the balanced test set.{_threads_note(threads)}"])
 
 
+def _paired_row(label: str, runs: Sequence[Dict[str, Any]], base: Sequence[Dict[str, Any]], tail_key: str) -> List[str]:
+    """label, pairs, Δ class-avg, improved count, Δ tail metric, improved count (runs minus base, per seed)."""
+    d_avg = paired_differences(runs, base, "eval_class_averaged_accuracy")
+    d_tail = paired_differences(runs, base, tail_key)
+    return [label, f"{d_avg['n']}" + (INCOMPLETE if d_avg["n"] < MIN_SEEDS else ""),
+            fmt_mean_std(d_avg["mean"], d_avg["std"], d_avg["n"], signed=True), f"{d_avg['improved']}/{d_avg['n']}",
+            fmt_mean_std(d_tail["mean"], d_tail["std"], d_tail["n"], signed=True), f"{d_tail['improved']}/{d_tail['n']}"]
+
+
 def paired_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Sequence[str],
                  suite: str = "main", baseline_cell: str = BASELINE) -> Optional[str]:
     base = select(records, suite="main", cell=baseline_cell, profile=profile)
@@ -217,16 +226,8 @@ def paired_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Se
         return None
     tail_key, tail_title = tail_metric(profile)
     header = ["Method", "Pairs", "Δ class-avg (pp)", "Improved", f"Δ {tail_title.lower()} (pp)", "Improved"]
-    rows = []
-    for cell in ordered_cells(cell_order, {r["cell"] for r in runs}):
-        cell_runs = select(runs, cell=cell)
-        d_avg = paired_differences(cell_runs, base, "eval_class_averaged_accuracy")
-        d_tail = paired_differences(cell_runs, base, tail_key)
-        rows.append([f"`{cell}`", f"{d_avg['n']}" + (INCOMPLETE if d_avg["n"] < MIN_SEEDS else ""),
-                     fmt_mean_std(d_avg["mean"], d_avg["std"], d_avg["n"], signed=True),
-                     f"{d_avg['improved']}/{d_avg['n']}",
-                     fmt_mean_std(d_tail["mean"], d_tail["std"], d_tail["n"], signed=True),
-                     f"{d_tail['improved']}/{d_tail['n']}"])
+    rows = [_paired_row(f"`{cell}`", select(runs, cell=cell), base, tail_key)
+            for cell in ordered_cells(cell_order, {r["cell"] for r in runs})]
     title = f"### Main suite, {profile}: paired difference vs `{baseline_cell}` (same seed)"
     note = (f"Per seed: method minus `{baseline_cell}` trained with the same seed, in percentage points; mean ± std "
             f"over the pairs; 'Improved': pairs with a positive difference.")
@@ -240,15 +241,8 @@ def comparison_table(records: Sequence[Dict[str, Any]], profile: str,
     rows = []
     for cell, other in pairs:
         runs, base = (select(records, suite="main", cell=c, profile=profile) for c in (cell, other))
-        if not runs or not base:
-            continue
-        d_avg = paired_differences(runs, base, "eval_class_averaged_accuracy")
-        d_tail = paired_differences(runs, base, tail_key)
-        rows.append([f"`{cell}` − `{other}`", f"{d_avg['n']}" + (INCOMPLETE if d_avg["n"] < MIN_SEEDS else ""),
-                     fmt_mean_std(d_avg["mean"], d_avg["std"], d_avg["n"], signed=True),
-                     f"{d_avg['improved']}/{d_avg['n']}",
-                     fmt_mean_std(d_tail["mean"], d_tail["std"], d_tail["n"], signed=True),
-                     f"{d_tail['improved']}/{d_tail['n']}"])
+        if runs and base:
+            rows.append(_paired_row(f"`{cell}` − `{other}`", runs, base, tail_key))
     if not rows:
         return None
     header = ["Comparison", "Pairs", "Δ class-avg (pp)", "A better", f"Δ {tail_title.lower()} (pp)", "A better"]
