@@ -3,7 +3,8 @@
     python benchmarks/report.py                                  # default results file, writes docs/
     python benchmarks/report.py --results FILE --docs docs --spec benchmarks/configs/fmnist_lt_e40.yaml
     python benchmarks/report.py --spec benchmarks/configs/fmnist_lt_gpu_r32_e100.yaml --section gpu \
-        --plot_prefix gpu_ --plot_label "ResNet-32, 100 epochs, GPU"      # results file named after the spec
+        --heading "GPU, ResNet-32, 100 epochs" --plot_prefix gpu_ \
+        --plot_label "ResNet-32, 100 epochs, NVIDIA H200"          # results file named after the spec
 
 Tables (markdown, percent, mean ± sample std over seeds, last-epoch metrics, never best-on-test):
   * main suite, one table per profile: class-/image-averaged accuracy, major/minor (step) or
@@ -192,7 +193,7 @@ def _threads_note(threads: Iterable[Any]) -> str:
 
 
 def main_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Sequence[str],
-               suite: str = "main") -> Optional[str]:
+               suite: str = "main", heading: str = "Main suite") -> Optional[str]:
     runs = select(records, suite=suite, profile=profile)
     if not runs:
         return None
@@ -204,7 +205,7 @@ def main_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Sequ
         threads.update(agg["threads"])
         rows.append([f"`{cell}`", f"{agg['n']}" + (INCOMPLETE if agg["n"] < MIN_SEEDS else "")]
                     + [fmt_mean_std(*agg[k]) for k, _ in columns] + [fmt_seconds(agg["wall_seconds"][0])])
-    title = f"### Main suite, {profile}: test accuracy (%), mean ± std over seeds"
+    title = f"### {heading}, {profile}: test accuracy (%), mean ± std over seeds"
     return "\n\n".join([title, markdown_table(header, rows),
                         f"Last-epoch test accuracy on the balanced test set.{_threads_note(threads)}"])
 
@@ -219,7 +220,7 @@ def _paired_row(label: str, runs: Sequence[Dict[str, Any]], base: Sequence[Dict[
 
 
 def paired_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Sequence[str],
-                 suite: str = "main", baseline_cell: str = BASELINE) -> Optional[str]:
+                 suite: str = "main", baseline_cell: str = BASELINE, heading: str = "Main suite") -> Optional[str]:
     base = select(records, suite="main", cell=baseline_cell, profile=profile)
     runs = [r for r in select(records, suite=suite, profile=profile) if r.get("cell") != baseline_cell]
     if not base or not runs:
@@ -228,14 +229,14 @@ def paired_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Se
     header = ["Method", "Pairs", "Δ class-avg (pp)", "Improved", f"Δ {tail_title.lower()} (pp)", "Improved"]
     rows = [_paired_row(f"`{cell}`", select(runs, cell=cell), base, tail_key)
             for cell in ordered_cells(cell_order, {r["cell"] for r in runs})]
-    title = f"### Main suite, {profile}: paired difference vs `{baseline_cell}` (same seed)"
+    title = f"### {heading}, {profile}: paired difference vs `{baseline_cell}` (same seed)"
     note = (f"Per seed: method minus `{baseline_cell}` trained with the same seed, in percentage points; mean ± std "
             f"over the pairs; 'Improved': pairs with a positive difference.")
     return "\n\n".join([title, markdown_table(header, rows), note])
 
 
 def comparison_table(records: Sequence[Dict[str, Any]], profile: str,
-                     pairs: Sequence[Sequence[str]]) -> Optional[str]:
+                     pairs: Sequence[Sequence[str]], heading: str = "Main suite") -> Optional[str]:
     """The spec's ``comparisons``: cell A minus cell B of the main suite, paired by seed."""
     tail_key, tail_title = tail_metric(profile)
     rows = []
@@ -246,7 +247,7 @@ def comparison_table(records: Sequence[Dict[str, Any]], profile: str,
     if not rows:
         return None
     header = ["Comparison", "Pairs", "Δ class-avg (pp)", "A better", f"Δ {tail_title.lower()} (pp)", "A better"]
-    return "\n\n".join([f"### Main suite, {profile}: head-to-head (same seed)", markdown_table(header, rows),
+    return "\n\n".join([f"### {heading}, {profile}: head-to-head (same seed)", markdown_table(header, rows),
                         "A minus B per seed, in percentage points; mean ± std over the pairs."])
 
 
@@ -287,15 +288,17 @@ def ablation_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], prof
     return "\n\n".join([title, markdown_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), note])
 
 
-def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source: str = "") -> str:
+def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source: str = "",
+                 heading: str = "Main suite") -> str:
     """All tables as one markdown block (what goes between the markers)."""
     main_order = list(spec.get("main") or {})
     profiles = ordered_cells(list(spec.get("profiles") or {}), {r.get("profile") for r in records if r.get("profile")})
     parts = [f"_Generated by `benchmarks/report.py` from `{source}` ({len(records)} runs). "
              f"{INCOMPLETE}: fewer than {MIN_SEEDS} seeds (incomplete); '± –': one seed, no std._"]
     for profile in profiles:
-        for table in (main_table(records, profile, main_order), paired_table(records, profile, main_order),
-                      comparison_table(records, profile, spec.get("comparisons") or [])):
+        for table in (main_table(records, profile, main_order, heading=heading),
+                      paired_table(records, profile, main_order, heading=heading),
+                      comparison_table(records, profile, spec.get("comparisons") or [], heading=heading)):
             if table:
                 parts.append(table)
     for profile in spec.get("ablation_profiles") or ["step100"]:
@@ -496,6 +499,7 @@ def main(argv=None) -> int:
     parser.add_argument("--section", default="tables", help="the marker pair of RESULTS.md to fill")
     parser.add_argument("--plot_prefix", default="", help="prefix of the plot file names")
     parser.add_argument("--plot_label", default=PLOT_PROFILE, help="appended to the plot titles")
+    parser.add_argument("--heading", default="Main suite", help="how the main-suite tables are titled")
     parser.add_argument("--no_plots", action="store_true")
     args = parser.parse_args(argv)
     if args.results is None:
@@ -505,7 +509,7 @@ def main(argv=None) -> int:
     for message in problems:
         print(f"note: {message}", file=sys.stderr)
     spec = load_spec(Path(args.spec)) if Path(args.spec).exists() else {}
-    tables = build_tables(records, spec, source=_display_path(Path(args.results)))
+    tables = build_tables(records, spec, source=_display_path(Path(args.results)), heading=args.heading)
     print(tables)
     docs = Path(args.docs)
     md = write_results_md(docs / "RESULTS.md", tables, args.section)
