@@ -36,7 +36,14 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-START_MARKER, END_MARKER = "<!-- report:tables:start -->", "<!-- report:tables:end -->"
+
+
+def markers(section: str = "tables") -> Tuple[str, str]:
+    """The start and end markers of a named section of RESULTS.md."""
+    return f"<!-- report:{section}:start -->", f"<!-- report:{section}:end -->"
+
+
+START_MARKER, END_MARKER = markers("tables")
 DEFAULT_SPEC = ROOT / "benchmarks" / "configs" / "fmnist_lt_e40.yaml"
 MIN_SEEDS = 3                 # fewer seeds than this: the cell is marked incomplete
 INCOMPLETE = "†"
@@ -312,11 +319,6 @@ def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source
     if machines:
         parts.append("Machine(s): " + "; ".join(machines) + ".")
     return "\n\n".join(parts)
-
-
-def markers(section: str = "tables") -> Tuple[str, str]:
-    """The start and end markers of a named section of RESULTS.md ("tables": START_MARKER, END_MARKER)."""
-    return f"<!-- report:{section}:start -->", f"<!-- report:{section}:end -->"
 
 
 def replace_between_markers(text: str, content: str, start: str = START_MARKER, end: str = END_MARKER) -> str:
