@@ -45,18 +45,16 @@ def parse_args(argv=None):
 
 
 def build_split(args, workdir: Path):
+    import datasets
+
     import procrustean
     from procrustean.fashion_mnist import load_fashion_mnist
-
-    import datasets
 
     datasets.disable_progress_bars()
     data = load_fashion_mnist()
     train = procrustean.make_imbalanced(data["train"], "step:100", label_column="label", seed=0,
                                         max_per_class=args.max_per_class)
-    from datasets import DatasetDict
-
-    DatasetDict({"train": train, "test": data["test"].select(range(500))}).save_to_disk(str(workdir / "ds"))
+    datasets.DatasetDict({"train": train, "test": data["test"].select(range(500))}).save_to_disk(str(workdir / "ds"))
     return train
 
 
