@@ -70,7 +70,7 @@ def plan(args: argparse.Namespace, spec: Dict[str, Any]) -> List[Dict[str, Any]]
                 options["output_dir"] = str(Path(args.runs_dir) / key)
                 runs.append({"key": key, "suite": args.suite, "cell": name, "profile": profile, "seed": seed,
                              "config": spec["profiles"][profile]["config"], "options": options,
-                             "diagnose": diagnose})
+                             "diagnose": diagnose, "keep_history": diagnose or bool(spec.get("keep_history"))})
     return runs
 
 
@@ -84,6 +84,15 @@ def accelerator_name() -> str:
     return names[0].strip() or "cpu"
 
 
+def code_commit() -> str:
+    """The commit the suite runs from (``+dirty`` when tracked files differ from it): every line records it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def command_of(run: Dict[str, Any]) -> List[str]:
     cmd = [sys.executable, "recipes/train.py", "--config", run["config"], "--overwrite_output_dir", "true"]
     for key, value in run["options"].items():
@@ -92,7 +101,7 @@ def command_of(run: Dict[str, Any]) -> List[str]:
     return cmd
 
 
-def execute(run: Dict[str, Any], threads: int, accelerator: str) -> Dict[str, Any]:
+def execute(run: Dict[str, Any], threads: int, accelerator: str, commit: str) -> Dict[str, Any]:
     cmd = command_of(run)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -109,13 +118,13 @@ def execute(run: Dict[str, Any], threads: int, accelerator: str) -> Dict[str, An
         "command": "OMP_NUM_THREADS=%d " % threads + shlex.join(["python", *cmd[1:]]),
         "wall_seconds": round(wall, 1), "threads": threads,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "accelerator": accelerator,
+        "accelerator": accelerator, "commit": commit,
         "final": {k: results.get(k) for k in FINAL_KEYS},
         "eval_per_class_accuracy": results.get("eval_per_class_accuracy"),
         "train_per_class_accuracy": results.get("train_per_class_accuracy"),
         "train_class_counts": results.get("train_class_counts"), "class_names": results.get("class_names"),
     }
-    if run["diagnose"]:
+    if run.get("keep_history", run["diagnose"]):
         record["history"] = history
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     shutil.rmtree(out / "export", ignore_errors=True)  # keep logs and metrics, not weights
@@ -143,11 +152,12 @@ def main(argv=None) -> None:
             print(shlex.join(command_of(run)))
         return
 
-    accelerator = accelerator_name()
+    accelerator, commit = accelerator_name(), code_commit()
+    print(f"code: {commit}", flush=True)
     lock = threading.Lock()
 
     def one(run):
-        record = execute(run, threads, accelerator)
+        record = execute(run, threads, accelerator, commit)
         with lock, open(results_path, "a") as f:  # one complete line per finished run
             f.write(json.dumps(record) + "\n")
         final = record["final"]

@@ -58,7 +58,8 @@ class TrainConfig:
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "input, stage:K, pre_logits or "
                                     "random (default stage:1: best in docs/RESULTS.md)."})
-    weakening_rule: str = field(default="power", metadata={"help": "power, linear or threshold."})
+    weakening_rule: str = field(default="power", metadata={"help": "power, linear or threshold (class counts), or "
+                                "progress (measured per-class training accuracy, the power rule as its prior)."})
     weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
     weakening_max_probability: float = field(default=1.0, metadata={"help": "Scales all probabilities."})
     lam_distribution: str = field(default="uniform", metadata={"help": "Own-share distribution: uniform or beta."})
@@ -66,6 +67,14 @@ class TrainConfig:
     lam_max: float = field(default=1.0, metadata={"help": "Largest own share (uniform)."})
     lam_beta_alpha: float = field(default=1.0, metadata={"help": "Beta(a, a) parameter (beta)."})
     weakening_partner: str = field(default="any", metadata={"help": "any or larger_or_equal."})
+    progress_margin: float = field(default=0.5, metadata={"help": "progress rule: weaken a class with probability "
+                                   "min(1, (its training accuracy - the lowest class's) / margin)."})
+    progress_momentum: float = field(default=0.9, metadata={"help": "progress rule: decay of the running per-class "
+                                     "counts at each refresh."})
+    progress_interval: int = field(default=10, metadata={"help": "progress rule: batches between refreshes (one "
+                                   "all-reduce each)."})
+    progress_samples: str = field(default="all", metadata={"help": "progress rule: accuracy over all training "
+                                  "samples as trained ('all') or only those not weakened ('unweakened')."})
     weakening_stop_epoch: Optional[int] = field(default=None, metadata={"help": "Stop weakening at this epoch "
                                                 "(default: never)."})
     # ---------------------------------------------------------------- loss
@@ -127,10 +136,12 @@ class TrainConfig:
         from .imbalance import parse_imbalance
         from .losses import LOSS_NAMES
         from .policy import LAM_DISTRIBUTIONS, PARTNER_RULES, PROBABILITY_RULES
+        from .progress import PROGRESS_SAMPLES
 
         parse_imbalance(self.imbalance)
         choices = {"train_crop": ("pad4", "rrc"), "weakening_rule": PROBABILITY_RULES,
                    "lam_distribution": LAM_DISTRIBUTIONS, "weakening_partner": PARTNER_RULES,
+                   "progress_samples": PROGRESS_SAMPLES,
                    "lr_scheduler": ("multistep", "step", "cosine", "constant"),
                    "mixed_precision": (None, "no", "fp16", "bf16", "fp8")}
         for name, allowed in choices.items():
@@ -162,6 +173,9 @@ class TrainConfig:
                     raise ValueError
             except ValueError:
                 raise ValueError(f"--model_kwargs must be a JSON object, got {self.model_kwargs!r}.") from None
+        if not (self.progress_margin > 0 and 0 <= self.progress_momentum < 1 and self.progress_interval >= 1):
+            raise ValueError(f"--progress_margin must be > 0, --progress_momentum in [0, 1) and --progress_interval "
+                             f">= 1, got {self.progress_margin}, {self.progress_momentum}, {self.progress_interval}.")
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise ValueError("--mixup_alpha / --cutmix_alpha must be >= 0.")
         if self.eval_every_epochs < 1:

@@ -133,7 +133,9 @@ class ProcrusteanModel(nn.Module):
             location = choices[int(torch.randint(len(choices), (1,), generator=self.policy.generator))]
         self.last_plan, self.last_location = plan, location
         if location == "input":
-            return self.backbone(plan.apply(pixel_values))
+            logits = self.backbone(plan.apply(pixel_values))
+            self.policy.observe(logits, labels, plan)
+            return logits
         if location == "pre_logits":
             modules, hook = self._classifiers, _MixingHook(plan, location, on_input=True)
             handles = [m.register_forward_pre_hook(hook) for m in modules]
@@ -150,6 +152,7 @@ class ProcrusteanModel(nn.Module):
             raise RuntimeError(f"Weakening at {location} never happened: {type(self.backbone).__name__}'s forward does "
                                f"not call {[type(m).__name__ for m in modules]}. Choose another location among "
                                f"{self.supported_locations}.")
+        self.policy.observe(logits, labels, plan)  # the progress rule's statistics (no-op for the count rules)
         return logits
 
     # ----------------------------------------------------------------------------------- builders

@@ -7,7 +7,10 @@ follows is our instantiation (see docs and ``shared/notes/method.md``), with eve
 
 * sample ``i`` is weakened with probability ``p[y_i]``, a function of its class's *global* training
   count (``rule``): ``power`` ``(n_c / n_max) ** gamma``, ``linear`` ramp from 0 at ``n_min`` to 1 at
-  ``n_max``, or ``threshold`` (1 above the median count, else 0); all scaled by ``max_probability``;
+  ``n_max``, or ``threshold`` (1 above the median count, else 0); or of its class's measured training
+  progress (``rule="progress"``): ``min(1, (acc_c - min_k acc_k) / progress_margin)`` from the running
+  per-class training accuracy (``procrustean.progress``), with the power rule as the prior until every
+  class has been seen; all scaled by ``max_probability``;
 * a weakened sample keeps the share ``lam_i`` of its own feature,
   ``f_i <- lam_i * f_i + (1 - lam_i) * f_j``, with ``lam_i ~ Uniform(lam_range)`` or ``Beta(a, a)``
   (optionally folded to ``>= 0.5``); a sample not weakened is returned bit for bit;
@@ -26,8 +29,10 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Uni
 import torch
 
 from ._counts import ClassCounts, as_class_counts, counts_from_labels, dataset_label_column, dataset_num_classes
+from .progress import ClassProgress, progress_probabilities
 
-PROBABILITY_RULES = ("power", "linear", "threshold")
+COUNT_RULES = ("power", "linear", "threshold")
+PROBABILITY_RULES = COUNT_RULES + ("progress",)
 LAM_DISTRIBUTIONS = ("uniform", "beta")
 PARTNER_RULES = ("any", "larger_or_equal")
 
@@ -60,7 +65,8 @@ def weakening_probabilities(class_counts: ClassCounts, rule: ProbabilityRule = "
     elif rule == "threshold":
         probs = (counts > counts[present].median()).to(torch.float64)
     else:
-        raise ValueError(f"Unknown weakening rule {rule!r}; use one of {PROBABILITY_RULES} or a callable.")
+        raise ValueError(f"Unknown count rule {rule!r}; use one of {COUNT_RULES} or a callable "
+                         "('progress' is a WeakeningPolicy rule: it needs the training statistics).")
     if not torch.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
         raise ValueError(f"Weakening probabilities must lie in [0, 1], got {probs.tolist()}.")
     return (probs * max_probability).masked_fill(~present, 0.0).to(torch.float32)
@@ -124,10 +130,24 @@ class WeakeningPolicy:
         fold_lam: bool = True,
         partner: str = "any",
         seed: Optional[int] = 0,
+        progress_margin: float = 0.5,
+        progress_momentum: float = 0.9,
+        progress_interval: int = 10,
+        progress_samples: str = "all",
     ):
         self.class_counts = as_class_counts(class_counts).to(torch.int64)
         self.rule, self.gamma, self.max_probability = rule, float(gamma), float(max_probability)
-        self.probabilities = weakening_probabilities(self.class_counts, rule, gamma, max_probability)
+        if isinstance(rule, str) and rule not in PROBABILITY_RULES:
+            raise ValueError(f"Unknown weakening rule {rule!r}; use one of {PROBABILITY_RULES} or a callable.")
+        self.progress: Optional[ClassProgress] = None
+        if rule == "progress":  # the counts' power rule is the prior until every class has been seen
+            self.progress = ClassProgress(self.num_classes, progress_momentum, progress_interval, progress_samples)
+            self.progress_margin = float(progress_margin)
+            progress_probabilities(torch.zeros(self.num_classes, dtype=torch.float64), self.class_counts > 0,
+                                   self.progress_margin)  # validates the margin
+        self.prior_probabilities = weakening_probabilities(self.class_counts, "power" if rule == "progress" else rule,
+                                                           gamma, max_probability)
+        self.probabilities = self.prior_probabilities.clone()
         if lam_distribution not in LAM_DISTRIBUTIONS:
             raise ValueError(f"Unknown lam_distribution {lam_distribution!r}; use one of {LAM_DISTRIBUTIONS}.")
         lam_min, lam_max = (float(v) for v in lam_range)
@@ -219,13 +239,42 @@ class WeakeningPolicy:
         """Weaken a batch of features (any shape [B, ...]) given its labels; labels are not changed."""
         return self.plan(labels).apply(features)
 
+    # ----------------------------------------------------------------------------------- progress
+    def observe(self, logits: torch.Tensor, labels: torch.Tensor, plan: Optional[WeakeningPlan] = None) -> None:
+        """Feed one training batch's predictions to the ``progress`` rule (a no-op for the count rules).
+
+        ``ProcrusteanModel`` calls it after each weakened forward. On the batches that refresh the
+        statistics (every ``progress_interval``), the probabilities follow the new accuracies.
+        """
+        if self.progress is None:
+            return
+        if self.progress.update(logits, labels, plan.weakened if plan is not None else None):
+            self._refresh_probabilities()
+
+    def _refresh_probabilities(self) -> None:
+        present = self.class_counts > 0
+        if (self.progress.seen[present] > 0).all():
+            self.probabilities = progress_probabilities(self.progress.accuracy(), present,
+                                                        self.progress_margin) * self.max_probability
+        else:
+            self.probabilities = self.prior_probabilities.clone()
+
     # ----------------------------------------------------------------------------------- state
     def state_dict(self) -> Dict[str, Any]:
-        """Generator state, so that a resumed run draws the same plans (``accelerator.register_for_checkpointing``)."""
-        return {"generator_state": self.generator.get_state()}
+        """Generator state (and the progress statistics), so that a resumed run draws the same plans."""
+        state: Dict[str, Any] = {"generator_state": self.generator.get_state()}
+        if self.progress is not None:
+            state["progress"] = self.progress.state_dict()
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.generator.set_state(state["generator_state"])
+        if self.progress is not None:
+            if "progress" not in state:
+                raise ValueError("This checkpoint has no progress statistics: it was not written with "
+                                 "--weakening_rule progress. Resume with the rule it was trained with.")
+            self.progress.load_state_dict(state["progress"])
+            self._refresh_probabilities()
 
     def config(self) -> Dict[str, Any]:
         """The settings that define the policy, for configs and model cards."""
@@ -236,11 +285,15 @@ class WeakeningPolicy:
             "lam_distribution": self.lam_distribution, "lam_range": list(self.lam_range),
             "beta_alpha": self.beta_alpha, "fold_lam": self.fold_lam, "partner": self.partner, "seed": self.seed,
             "probabilities": [round(p, 6) for p in self.probabilities.tolist()],
+            **({"progress_margin": self.progress_margin, "progress_momentum": self.progress.momentum,
+                "progress_interval": self.progress.interval, "progress_samples": self.progress.samples}
+               if self.progress is not None else {}),
         }
 
     def summary(self, class_names: Optional[Sequence[str]] = None) -> str:
         """A printable table: class, training count, weakening probability."""
-        rows = [f"{'class':>5}  {'name':<16} {'count':>8}  {'p(weaken)':>9}"]
+        rows = [f"{'class':>5}  {'name':<16} {'count':>8}  {'p(weaken)':>9}"
+                + ("  (prior of the progress rule)" if self.progress is not None else "")]
         for c, (n, p) in enumerate(zip(self.class_counts.tolist(), self.probabilities.tolist())):
             name = class_names[c] if class_names is not None else ""
             rows.append(f"{c:>5}  {str(name)[:16]:<16} {n:>8}  {p:>9.4f}")

@@ -127,7 +127,8 @@ class MetricsLog:
             row["train_clean_class_averaged_accuracy"] = train["clean_class_averaged_accuracy"]
         state.history.append({**row, "train_per_class_accuracy": train["per_class_accuracy"],
                               "eval_per_class_accuracy": evaluation.get("per_class_accuracy"),
-                              **{f"train_{k}": train[k] for k in ("clean_per_class_accuracy", "feature_gradient_norm")
+                              **{f"train_{k}": train[k] for k in ("clean_per_class_accuracy", "feature_gradient_norm",
+                                                                   "progress_accuracy", "weakening_probabilities")
                                  if k in train}})
         if not self.accelerator.is_main_process:
             return

@@ -87,6 +87,8 @@ def training_function(config: TrainConfig) -> int:
                              max_probability=config.weakening_max_probability,
                              lam_distribution=config.lam_distribution, lam_range=(config.lam_min, config.lam_max),
                              beta_alpha=config.lam_beta_alpha, partner=config.weakening_partner,
+                             progress_margin=config.progress_margin, progress_momentum=config.progress_momentum,
+                             progress_interval=config.progress_interval, progress_samples=config.progress_samples,
                              seed=config.seed * 1000 + accelerator.process_index)  # own draws per process
     if accelerator.is_main_process:
         check_free_space(output_dir, backbone, checkpoints_kept=config.checkpoints_total_limit or 2)
@@ -203,6 +205,9 @@ def training_function(config: TrainConfig) -> int:
             train_metrics["clean_class_averaged_accuracy"] = clean["class_averaged_accuracy"]
         if gradients is not None:
             train_metrics["feature_gradient_norm"] = gradients.compute(accelerator)
+        if policy.progress is not None:  # what the progress rule saw and decided (the same on every process)
+            train_metrics["progress_accuracy"] = policy.progress.accuracy().tolist()
+            train_metrics["weakening_probabilities"] = policy.probabilities.tolist()
         log.epoch(state, epoch, train_metrics, eval_metrics, lr=optimizer.param_groups[0]["lr"],
                   weakening=config.weakening and unwrapped.weakening_enabled and mixup is None)
         state.next_epoch()

@@ -1,0 +1,111 @@
+"""The progress rule: per-class running training accuracy -> weakening probabilities."""
+import pytest
+import torch
+
+from procrustean import ProcrusteanModel, WeakeningPolicy
+from procrustean.progress import ClassProgress, progress_probabilities
+
+
+def logits_for(predictions, num_classes):
+    return torch.nn.functional.one_hot(torch.as_tensor(predictions), num_classes).float()
+
+
+def test_counts_are_averaged_per_sample_and_refreshed_every_interval():
+    progress = ClassProgress(3, momentum=0.5, interval=2)
+    labels = torch.tensor([0, 0, 1, 2])
+    assert not progress.update(logits_for([0, 1, 1, 0], 3), labels)  # window only, no refresh yet
+    assert torch.isnan(progress.accuracy()).all()
+    assert progress.update(logits_for([0, 0, 0, 2], 3), labels)       # refresh: window summed into the averages
+    torch.testing.assert_close(progress.seen, torch.tensor([4.0, 2.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(progress.correct, torch.tensor([3.0, 1.0, 1.0], dtype=torch.float64))
+    progress.update(logits_for([1], 3), torch.tensor([0]))
+    progress.update(logits_for([1], 3), torch.tensor([0]))             # class 0 wrong twice; 1 and 2 absent
+    torch.testing.assert_close(progress.correct, torch.tensor([1.5, 0.5, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(progress.seen, torch.tensor([4.0, 1.0, 1.0], dtype=torch.float64))
+    acc = progress.accuracy()
+    assert acc[0] == pytest.approx(1.5 / 4) and acc[1] == acc[2] == pytest.approx(0.5)  # absent classes keep theirs
+
+
+def test_unweakened_samples_only():
+    progress = ClassProgress(2, momentum=0.0, interval=1, samples="unweakened")
+    progress.update(logits_for([0, 1, 1, 1], 2), torch.tensor([0, 0, 1, 1]),
+                    weakened=torch.tensor([False, True, True, False]))
+    torch.testing.assert_close(progress.seen, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(progress.correct, torch.tensor([1.0, 1.0], dtype=torch.float64))
+
+
+def test_probabilities_follow_the_gap_to_the_least_fitted_class():
+    present = torch.tensor([True, True, True, False])
+    acc = torch.tensor([0.9, 0.5, 0.2, float("nan")], dtype=torch.float64)
+    torch.testing.assert_close(progress_probabilities(acc, present, margin=0.5), torch.tensor([1.0, 0.6, 0.0, 0.0]))
+    torch.testing.assert_close(progress_probabilities(acc, present, margin=1.0), torch.tensor([0.7, 0.3, 0.0, 0.0]))
+    level = torch.tensor([0.8, 0.8, 0.8, 0.0], dtype=torch.float64)  # progress even: nobody is weakened
+    assert progress_probabilities(level, present, 0.5).sum() == 0
+
+
+def test_policy_uses_the_count_prior_until_every_class_is_seen_then_the_progress():
+    policy = WeakeningPolicy([100, 50, 10], rule="progress", gamma=1.0, progress_interval=1, progress_momentum=0.0,
+                             progress_margin=0.5, seed=0)
+    torch.testing.assert_close(policy.probabilities, torch.tensor([1.0, 0.5, 0.1]))  # prior = power rule
+    policy.observe(logits_for([0, 1], 3), torch.tensor([0, 1]))  # class 2 not seen yet: still the prior
+    torch.testing.assert_close(policy.probabilities, torch.tensor([1.0, 0.5, 0.1]))
+    policy.observe(logits_for([0, 0, 0], 3), torch.tensor([0, 1, 2]))  # class 0 fitted, 1 and 2 not
+    torch.testing.assert_close(policy.probabilities, torch.tensor([1.0, 0.0, 0.0]))
+    policy.observe(logits_for([0, 1, 2], 3), torch.tensor([0, 1, 2]))  # all fitted: no weakening left
+    assert policy.probabilities.sum() == 0
+    assert policy.config()["rule"] == "progress" and policy.config()["progress_margin"] == 0.5
+
+
+def test_count_rules_ignore_observations():
+    policy = WeakeningPolicy([100, 10], rule="power", seed=0)
+    before = policy.probabilities.clone()
+    policy.observe(logits_for([1, 1], 2), torch.tensor([0, 1]))
+    assert torch.equal(policy.probabilities, before) and policy.progress is None
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(progress_margin=0.0), "margin"), (dict(progress_momentum=1.0), "momentum"),
+    (dict(progress_interval=0), "interval"), (dict(progress_samples="clean"), "progress samples"),
+])
+def test_bad_progress_settings_fail_early(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WeakeningPolicy([10, 5], rule="progress", **kwargs)
+
+
+def test_state_dict_resumes_statistics_and_draws_exactly():
+    def fresh():
+        return WeakeningPolicy([40, 20, 5], rule="progress", progress_interval=3, seed=7)
+
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(6, 3, generator=g), torch.randint(0, 3, (6,), generator=g)) for _ in range(10)]
+    full, resumed = fresh(), fresh()
+    plans_full = []
+    for logits, labels in batches:
+        plan = full.plan(labels)
+        full.observe(logits, labels, plan)
+        plans_full.append(plan)
+    for logits, labels in batches[:4]:  # stop mid-window (4 % 3 != 0), resume in a new policy
+        resumed.observe(logits, labels, resumed.plan(labels))
+    state = resumed.state_dict()
+    restarted = fresh()
+    restarted.load_state_dict(state)
+    for (logits, labels), expected in zip(batches[4:], plans_full[4:]):
+        plan = restarted.plan(labels)
+        restarted.observe(logits, labels, plan)
+        assert torch.equal(plan.weakened, expected.weakened) and torch.equal(plan.partner, expected.partner)
+    assert torch.equal(restarted.probabilities, full.probabilities)
+    torch.testing.assert_close(restarted.progress.correct, full.progress.correct)
+    with pytest.raises(ValueError, match="no progress statistics"):
+        fresh().load_state_dict(WeakeningPolicy([40, 20, 5]).state_dict())
+
+
+def test_model_feeds_the_statistics_in_training_only():
+    policy = WeakeningPolicy([30, 3], rule="progress", progress_interval=1, seed=0)
+    model = ProcrusteanModel.from_timm("resnet8_cifar", policy, num_classes=2, in_chans=1)
+    x, y = torch.randn(8, 1, 16, 16), torch.tensor([0] * 6 + [1] * 2)
+    model.eval()
+    model(x, labels=y)
+    assert policy.progress.batches == 0
+    model.train()
+    model(x, labels=y)
+    assert policy.progress.batches == 1 and policy.progress.seen.tolist() == [6.0, 2.0]
