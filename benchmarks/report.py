@@ -162,7 +162,44 @@ def paired_differences(records: Sequence[Dict[str, Any]], baseline: Sequence[Dic
         diffs[seed] = float(value) - float(ref)
     mean, std, n = mean_std(diffs.values())
     return {"diffs": dict(sorted(diffs.items())), "mean": mean, "std": std, "n": n,
-            "improved": sum(d > 0 for d in diffs.values())}
+            "improved": sum(d > 0 for d in diffs.values()), "interval": bootstrap_interval(list(diffs.values()))}
+
+
+def bootstrap_interval(diffs: Sequence[float], confidence: float = 0.95, resamples: int = 10000,
+                       seed: int = 0) -> Tuple[float, float]:
+    """Paired bootstrap percentile interval of the mean difference: seeds resampled with replacement.
+
+    With 3-5 seeds it is coarse (it cannot be wider than the spread of the seeds' own differences), so
+    read it together with the sign count. (nan, nan) with fewer than 2 pairs."""
+    values = np.asarray(_finite(diffs), dtype=float)
+    if values.size < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def fmt_interval(interval: Tuple[float, float], scale: float = 100.0) -> str:
+    low, high = interval
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "—"
+    return f"[{low * scale:+.1f}, {high * scale:+.1f}]"
+
+
+def clean_minor_train_accuracy(record: Dict[str, Any]) -> Optional[float]:
+    """Last evaluated clean (eval-mode, un-augmented) training accuracy of the smallest classes: the regime.
+
+    Near 1 with a low minor test accuracy is the over-fitting regime; far below 1, the under-fitting one."""
+    counts = record.get("train_class_counts")
+    history = [h for h in record.get("history") or [] if h.get("train_clean_per_class_accuracy")]
+    if not counts or not history:
+        return None
+    smallest = min(counts)
+    per_class = history[-1]["train_clean_per_class_accuracy"]
+    values = [a for a, n in zip(per_class, counts) if n == smallest and a is not None]
+    return float(np.mean(values)) if values else None
 
 
 # ----------------------------------------------------------------------------------------------- formatting
@@ -205,16 +242,23 @@ def main_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Sequ
     if not runs:
         return None
     columns = columns_for(profile)
-    header = ["Method", "Seeds"] + [title for _, title in columns] + ["Wall (s)"]
+    regime = any(clean_minor_train_accuracy(r) is not None for r in runs)
+    header = (["Method", "Seeds"] + [title for _, title in columns]
+              + (["Smallest classes, clean train"] if regime else []) + ["Wall (s)"])
     rows, threads = [], set()
     for cell in ordered_cells(cell_order, {r["cell"] for r in runs}):
-        agg = aggregate(select(runs, cell=cell), [k for k, _ in columns])
+        cell_runs = select(runs, cell=cell)
+        agg = aggregate(cell_runs, [k for k, _ in columns])
         threads.update(agg["threads"])
+        fitted = [fmt_mean_std(*mean_std(clean_minor_train_accuracy(r) for r in cell_runs))] if regime else []
         rows.append([f"`{cell}`", f"{agg['n']}" + (INCOMPLETE if agg["n"] < MIN_SEEDS else "")]
-                    + [fmt_mean_std(*agg[k]) for k, _ in columns] + [fmt_seconds(agg["wall_seconds"][0])])
+                    + [fmt_mean_std(*agg[k]) for k, _ in columns] + fitted + [fmt_seconds(agg["wall_seconds"][0])])
     title = f"### {heading}, {profile}: test accuracy (%), mean ± std over seeds"
-    return "\n\n".join([title, markdown_table(header, rows),
-                        f"Last-epoch test accuracy on the balanced test set.{_threads_note(threads)}"])
+    note = "Last-epoch test accuracy on the balanced test set."
+    if regime:
+        note += (" 'Smallest classes, clean train': accuracy of the smallest classes on their own training images, "
+                 "eval mode, no augmentation, at the last evaluation (near 100 with a low test accuracy: over-fitting).")
+    return "\n\n".join([title, markdown_table(header, rows), note + _threads_note(threads)])
 
 
 def _paired_row(label: str, runs: Sequence[Dict[str, Any]], base: Sequence[Dict[str, Any]], tail_key: str) -> List[str]:
@@ -222,7 +266,8 @@ def _paired_row(label: str, runs: Sequence[Dict[str, Any]], base: Sequence[Dict[
     d_avg = paired_differences(runs, base, "eval_class_averaged_accuracy")
     d_tail = paired_differences(runs, base, tail_key)
     return [label, f"{d_avg['n']}" + (INCOMPLETE if d_avg["n"] < MIN_SEEDS else ""),
-            fmt_mean_std(d_avg["mean"], d_avg["std"], d_avg["n"], signed=True), f"{d_avg['improved']}/{d_avg['n']}",
+            fmt_mean_std(d_avg["mean"], d_avg["std"], d_avg["n"], signed=True), fmt_interval(d_avg["interval"]),
+            f"{d_avg['improved']}/{d_avg['n']}",
             fmt_mean_std(d_tail["mean"], d_tail["std"], d_tail["n"], signed=True), f"{d_tail['improved']}/{d_tail['n']}"]
 
 
@@ -233,12 +278,12 @@ def paired_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Se
     if not base or not runs:
         return None
     tail_key, tail_title = tail_metric(profile)
-    header = ["Method", "Pairs", "Δ class-avg (pp)", "Improved", f"Δ {tail_title.lower()} (pp)", "Improved"]
+    header = ["Method", "Pairs", "Δ class-avg (pp)", "95% CI", "Improved", f"Δ {tail_title.lower()} (pp)", "Improved"]
     rows = [_paired_row(f"`{cell}`", select(runs, cell=cell), base, tail_key)
             for cell in ordered_cells(cell_order, {r["cell"] for r in runs})]
     title = f"### {heading}, {profile}: paired difference vs `{baseline_cell}` (same seed)"
     note = (f"Per seed: method minus `{baseline_cell}` trained with the same seed, in percentage points; mean ± std "
-            f"over the pairs; 'Improved': pairs with a positive difference.")
+            f"over the pairs; 95% CI: paired bootstrap over seeds; 'Improved': pairs with a positive difference.")
     return "\n\n".join([title, markdown_table(header, rows), note])
 
 
@@ -253,9 +298,11 @@ def comparison_table(records: Sequence[Dict[str, Any]], profile: str,
             rows.append(_paired_row(f"`{cell}` − `{other}`", runs, base, tail_key))
     if not rows:
         return None
-    header = ["Comparison", "Pairs", "Δ class-avg (pp)", "A better", f"Δ {tail_title.lower()} (pp)", "A better"]
+    header = ["Comparison", "Pairs", "Δ class-avg (pp)", "95% CI", "A better", f"Δ {tail_title.lower()} (pp)",
+              "A better"]
     return "\n\n".join([f"### {heading}, {profile}: head-to-head (same seed)", markdown_table(header, rows),
-                        "A minus B per seed, in percentage points; mean ± std over the pairs."])
+                        "A minus B per seed, in percentage points; mean ± std over the pairs; 95% CI: paired "
+                        "bootstrap over seeds."])
 
 
 def _describe(overrides: Dict[str, Any]) -> str:

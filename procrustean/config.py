@@ -33,6 +33,9 @@ class TrainConfig:
                                       "else test)."})
     imbalance: str = field(default="step:100", metadata={"help": "Imbalance profile for the training split: "
                            "'exp:RATIO', 'step:RATIO' or 'none'."})
+    imbalance_class_order: Optional[List[int]] = field(default=None, metadata={"help": "Which class takes the "
+                                                       "profile's k-th count, largest first (a permutation of the "
+                                                       "class ids; default: label order)."})
     max_per_class: Optional[int] = field(default=None, metadata={"help": "n_max of the profile (default: the "
                                          "largest class available)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate on a seeded subset."})

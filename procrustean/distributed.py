@@ -47,6 +47,7 @@ def write_rank_report(accelerator: Any, model: Any, policy: Any, state: Any) -> 
         "parameter_digest": parameter_digest(model.backbone),
         "class_counts": policy.class_counts.tolist(), "probabilities": policy.probabilities.tolist(),
         "policy_seed": policy.seed, "steps": state.step, "epochs": state.epoch,
+        "progress_seen": policy.progress.seen.tolist() if policy.progress is not None else None,
         "last_plan_batch_size": len(plan) if plan is not None else None,
         "last_plan_max_partner": int(plan.partner.max()) if plan is not None else None,
         "train_accuracy_history": [h["train_image_averaged_accuracy"] for h in state.history],

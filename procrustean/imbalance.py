@@ -130,13 +130,18 @@ def _largest_fitting_n_max(profile: str, ratio: float, upper: int, available: Se
 
 def make_imbalanced(dataset: Any, profile: str, ratio: Optional[float] = None,
                     label_column: str = "label", seed: int = 0, max_per_class: Optional[int] = None,
-                    num_classes: Optional[int] = None, minor_fraction: float = 0.5) -> Any:
+                    num_classes: Optional[int] = None, minor_fraction: float = 0.5,
+                    class_order: Optional[Sequence[int]] = None) -> Any:
     """Subsample an HF `datasets.Dataset` to an exp / step imbalance, reproducing LDAM-DRW's selection.
 
     `n_max` is `max_per_class` or the largest class available. One `np.random.RandomState(seed)`
     shuffles each class's indices in class order and the first `n_i` are kept; this is LDAM-DRW's
     `np.random.seed(seed); np.random.shuffle(idx)` loop. Rows keep their original order. Labels are
     read from the column only, so images are never decoded.
+
+    `class_order` says which class takes the profile's k-th count (largest first): a permutation of
+    the class ids, default label order. It moves the imbalance onto other classes (e.g. which
+    Fashion-MNIST classes are minor) without changing the labels.
     """
     profile, ratio = _resolve_profile(profile, ratio)
     labels = dataset_label_column(dataset, label_column)
@@ -156,6 +161,15 @@ def make_imbalanced(dataset: Any, profile: str, ratio: Optional[float] = None,
         raise ValueError(f"max_per_class must be a positive integer, got {max_per_class!r}.")
     n_max = int(max_per_class) if max_per_class is not None else max(available)
     targets = imbalanced_counts(profile, ratio, n_max, num_classes, minor_fraction=minor_fraction)
+    if class_order is not None:
+        order = [int(c) for c in class_order]
+        if sorted(order) != list(range(num_classes)):
+            raise ValueError(f"class_order must be a permutation of the {num_classes} class ids 0..{num_classes - 1} "
+                             f"(which class gets the largest count first), got {list(class_order)}.")
+        by_class = [0] * num_classes
+        for rank, c in enumerate(order):
+            by_class[c] = targets[rank]
+        targets = by_class
 
     short = [(c, need, have) for c, (need, have) in enumerate(zip(targets, available)) if need > have]
     if short:

@@ -69,7 +69,7 @@ def training_function(config: TrainConfig) -> int:
     if config.imbalance != "none":
         train_set = procrustean.make_imbalanced(train_set, config.imbalance, label_column=data.label_column,
                                                 seed=config.seed, max_per_class=config.max_per_class,
-                                                num_classes=data.num_classes)
+                                                num_classes=data.num_classes, class_order=config.imbalance_class_order)
     histogram = procrustean.class_histogram(train_set, label_column=data.label_column, num_classes=data.num_classes,
                                             class_names=data.class_names)
     check_no_empty_classes(histogram.counts, data.class_names)

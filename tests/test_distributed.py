@@ -44,7 +44,8 @@ def data(tmp_path_factory):
 COMMON = ["--imbalance", "exp:3", "--model", "resnet8_cifar", "--img_size", "16", "--batch_size", "4",
           "--eval_batch_size", "4", "--report_to", "none", "--warmup_epochs", "0", "--lr", "0.05",
           "--lr_scheduler", "constant", "--weakening_location", "random", "--weakening_gamma", "0",
-          "--verify_images", "false", "--seed", "5"]
+          "--verify_images", "false", "--seed", "5",
+          "--weakening_rule", "progress", "--progress_interval", "2"]  # plus the progress statistics: global, resumed
 
 
 def test_two_processes_agree_and_gather_exactly(data, tmp_path):
@@ -55,7 +56,8 @@ def test_two_processes_agree_and_gather_exactly(data, tmp_path):
     assert [r["num_processes"] for r in ranks] == [2, 2], "the two processes did not form one DDP group"
     assert ranks[0]["parameter_digest"] == ranks[1]["parameter_digest"]  # synchronised training
     assert ranks[0]["class_counts"] == ranks[1]["class_counts"] == [10, 6, 4, 3]  # global, not per shard
-    assert ranks[0]["probabilities"] == ranks[1]["probabilities"]
+    assert ranks[0]["probabilities"] == ranks[1]["probabilities"]  # progress rule: from all-reduced statistics
+    assert ranks[0]["progress_seen"] == ranks[1]["progress_seen"] and sum(ranks[0]["progress_seen"]) > 0
     assert ranks[0]["policy_seed"] != ranks[1]["policy_seed"]  # each process draws its own plans
     for r in ranks:  # partners come from the local batch (4 per process), never the global one
         assert r["last_plan_batch_size"] <= 4 and r["last_plan_max_partner"] < r["last_plan_batch_size"]

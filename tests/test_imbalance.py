@@ -206,3 +206,21 @@ def test_class_histogram_errors():
         class_histogram([0, 3], num_classes=2)
     with pytest.raises(KeyError, match="available columns"):
         class_histogram(_dataset(), label_column="y")
+
+
+def test_class_order_moves_the_imbalance_onto_other_classes():
+    ds = _dataset()
+    natural = make_imbalanced(ds, "step:10", seed=4)
+    assert make_imbalanced(ds, "step:10", seed=4, class_order=[0, 1, 2, 3, 4])._indices.column(0).to_pylist() \
+        == natural._indices.column(0).to_pylist()  # label order is the default
+    moved = make_imbalanced(ds, "step:10", seed=4, class_order=[3, 0, 4, 1, 2])
+    assert class_histogram(moved).counts == [60, 6, 6, 60, 6]  # classes 3 and 0 take the major counts
+    labels = ds.with_format("numpy")["label"][:]
+
+    def rows_of(subset, c):
+        return [i for i in subset._indices.column(0).to_pylist() if labels[i] == c]
+
+    assert rows_of(moved, 2) == rows_of(natural, 2)  # a class keeps its own seeded shuffle: same rows at the same count
+    for bad in ([0, 1, 2, 3], [0, 0, 1, 2, 3], [1, 2, 3, 4, 5]):
+        with pytest.raises(ValueError, match="permutation"):
+            make_imbalanced(ds, "step:10", class_order=bad)

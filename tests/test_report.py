@@ -141,14 +141,17 @@ def test_tables():
     assert "Major" in header and "Minor" in header and "Few" not in header
     rows = [line for line in lines if line.startswith("| `")]
     assert [r.split("|")[1].strip() for r in rows] == ["`ce`", "`weakening`", "`logit_adjustment`"]  # yaml order
-    assert "| `weakening` | 3 | 67.0 ± 2.0 | 67.0 ± 2.0 | 87.0 ± 2.0 | 48.0 ± 3.0 | 110 |" in main_step
+    assert "| `weakening` | 3 | 67.0 ± 2.0 | 67.0 ± 2.0 | 87.0 ± 2.0 | 48.0 ± 3.0 | 90.0 ± 0.0 | 110 |" in main_step
+    assert "| `ce` | 3 | 61.0 ± 1.0 | 61.0 ± 1.0 | 81.0 ± 1.0 | 42.0 ± 2.0 | 50.0 ± 0.0 | 110 |" in main_step
+    assert "| `logit_adjustment` | 3 | 70.0 ± 0.0 | 70.0 ± 0.0 | 90.0 ± 0.0 | 51.0 ± 1.0 | — | 110 |" in main_step
 
     exp_header = next(line for line in report.main_table(recs, "exp100", list(SPEC["main"])).splitlines()
                       if line.startswith("| Method"))
     assert all(t in exp_header for t in ("Many", "Medium", "Few")) and "Major" not in exp_header
 
     paired = report.paired_table(recs, "step100", list(SPEC["main"]))
-    assert "| `weakening` | 3 | +6.0 ± 1.0 | 3/3 | +6.0 ± 1.0 | 3/3 |" in paired
+    row = next(line for line in paired.splitlines() if line.startswith("| `weakening`"))
+    assert row.startswith("| `weakening` | 3 | +6.0 ± 1.0 | [+5.") and row.endswith("| 3/3 | +6.0 ± 1.0 | 3/3 |")
     assert "| `ce` |" not in paired
     assert "few-shot" not in paired.lower() and "Δ few" in report.paired_table(recs, "exp100", list(SPEC["main"]))
 
@@ -232,3 +235,12 @@ def test_plots_and_main(results_file, tmp_path):
     empty = tmp_path / "empty"
     assert report.write_plots([], empty, note=notes.append) == []
     assert not empty.exists() and any("skipped" in n for n in notes)
+
+
+def test_bootstrap_interval():
+    low, high = report.bootstrap_interval([0.01, 0.02, 0.03, 0.04, 0.05])
+    assert 0.01 <= low < 0.03 < high <= 0.05  # around the mean, inside the seeds' range
+    assert report.bootstrap_interval([0.01, 0.02, 0.03]) == report.bootstrap_interval([0.01, 0.02, 0.03])  # seeded
+    assert all(math.isnan(v) for v in report.bootstrap_interval([0.02]))
+    assert report.fmt_interval((-0.012, 0.034)) == "[-1.2, +3.4]" and report.fmt_interval((math.nan, 0.1)) == "—"
+    assert report.bootstrap_interval([-0.05, 0.02, 0.02, 0.02, 0.03])[0] < 0  # one bad seed of five widens it below 0

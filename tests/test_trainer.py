@@ -32,3 +32,22 @@ def test_trainer_trains_and_evaluates(tmp_path):
     with torch.no_grad():
         expected = model.backbone(images).numpy()
     assert abs(prediction.predictions - expected).max() < 1e-5  # no weakening at inference
+
+
+def test_trainer_with_the_progress_rule(tmp_path):
+    """The progress statistics follow the Trainer's training forwards and move the probabilities."""
+    from transformers import Trainer, TrainingArguments
+
+    g = torch.Generator().manual_seed(0)
+    labels = [0] * 24 + [1] * 6 + [2] * 2
+    ds = Dataset.from_dict({"pixel_values": torch.rand(len(labels), 1, 16, 16, generator=g).numpy(),
+                            "labels": labels}).with_format("torch")
+    policy = WeakeningPolicy.from_dataset(ds, label_column="labels", num_classes=3, rule="progress",
+                                          progress_interval=2, seed=0)
+    prior = policy.probabilities.clone()
+    model = ProcrusteanModel.from_timm("resnet8_cifar", policy, num_classes=3, in_chans=1)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=8, learning_rate=0.05,
+                             report_to=[], use_cpu=True, save_strategy="no", seed=0, dataloader_num_workers=0)
+    Trainer(model=model, args=args, train_dataset=ds, data_collator=ProcrusteanCollator()).train()
+    assert policy.progress.batches == 8 and policy.progress.refreshes == 4
+    assert policy.progress.seen.sum() > 0 and not torch.equal(policy.probabilities, prior)
