@@ -28,10 +28,11 @@ from typing import Any, Dict, List
 
 import yaml
 
+from procrustean.metrics import SCALAR_METRICS
+
 ROOT = Path(__file__).resolve().parents[1]
-FINAL_KEYS = ("eval_image_averaged_accuracy", "eval_class_averaged_accuracy", "eval_major_class_accuracy",
-              "eval_minor_class_accuracy", "eval_many_shot_accuracy", "eval_medium_shot_accuracy",
-              "eval_few_shot_accuracy", "train_image_averaged_accuracy", "train_class_averaged_accuracy")
+FINAL_KEYS = (*(f"eval_{key}" for key, _ in SCALAR_METRICS), "train_image_averaged_accuracy",
+              "train_class_averaged_accuracy")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

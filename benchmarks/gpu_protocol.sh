@@ -20,6 +20,6 @@ fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU: the runs use the CPU"
 python3 -c "import pyarrow, torch, timm, transformers, datasets, accelerate; print('pyarrow', pyarrow.__version__); print('torch', torch.__version__, 'timm', timm.__version__, 'transformers', transformers.__version__, 'datasets', datasets.__version__, 'accelerate', accelerate.__version__, 'cuda', torch.cuda.is_available())"
-python3 -c "from procrustean.fashion_mnist import load_fashion_mnist; print(load_fashion_mnist())"  # build the cache once
+python3 -c "from procrustean.data.fashion_mnist import load_fashion_mnist; print(load_fashion_mnist())"  # build the cache once
 python3 benchmarks/accuracy_suite.py --spec "$SPEC" --suite main \
   --jobs "${JOBS:-6}" --threads 1 --results "$RESULTS" --runs_dir "$RUNS_DIR"

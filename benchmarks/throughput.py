@@ -48,7 +48,7 @@ def build_split(args, workdir: Path):
     import datasets
 
     import procrustean
-    from procrustean.fashion_mnist import load_fashion_mnist
+    from procrustean.data.fashion_mnist import load_fashion_mnist
 
     datasets.disable_progress_bars()
     data = load_fashion_mnist()

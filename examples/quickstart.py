@@ -8,7 +8,7 @@ feature weakening at stage:1 (the default location), and prints the long-tail me
 """
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, Features, Value, Array3D
+from datasets import ClassLabel, Dataset, Features, Array3D
 from torch.utils.data import DataLoader
 
 import procrustean
@@ -46,7 +46,8 @@ def main() -> None:
                                        num_classes=NUM_CLASSES, in_chans=1)
 
     to_torch = lambda ds: ds.rename_column("label", "labels").with_format("torch")  # noqa: E731
-    train_loader = DataLoader(to_torch(train), batch_size=64, shuffle=True, collate_fn=ProcrusteanCollator(),
+    # the collator draws each batch's weakening plan; the model applies it at stage:1
+    train_loader = DataLoader(to_torch(train), batch_size=64, shuffle=True, collate_fn=ProcrusteanCollator(policy),
                               generator=torch.Generator().manual_seed(0))
     test_loader = DataLoader(to_torch(test), batch_size=256, collate_fn=ProcrusteanCollator())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -54,7 +55,7 @@ def main() -> None:
     for epoch in range(6):
         model.train()
         for batch in train_loader:
-            loss = model(**batch).loss  # weakened forward: major-class pre-logit features mixed, labels kept
+            loss = model(**batch).loss  # weakened forward: major-class stage-1 features mixed, labels kept
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -1,10 +1,17 @@
-"""``ProcrusteanCollator``: HF-style examples -> batch tensors, optionally weakened in pixel space.
+"""``ProcrusteanCollator``: examples -> a batch, with each batch's weakening plan drawn where the batch is made.
 
-Usable as a ``DataLoader`` ``collate_fn`` and as a ``transformers.Trainer`` ``data_collator``. With a
-policy it weakens the images of major-class samples here, on the CPU, before the batch exists as a
-device tensor -- and before Accelerate could split it across processes (``split_batches`` /
-``dispatch_batches``), so the mixing is always complete within the batch it was drawn for.
-Labels are never changed. Use a collator without a policy (or ``weaken=False``) for evaluation.
+Usable as a ``DataLoader`` ``collate_fn`` and as a ``transformers.Trainer`` ``data_collator``. The
+collator sees each batch's labels, so this is where its plan is drawn: who may be weakened, by how
+much, with whom (:class:`~procrustean.policy.WeakeningDraws`). The draws come from a generator seeded
+by the policy's seed and the batch itself, so they are the same in any DataLoader worker and after
+any resume (the recipe's, or ``Trainer``'s), and they need no saved state. ``ProcrusteanModel`` then
+resolves them with the class probabilities of the moment and applies them at its location; the plan
+of a batch is always complete within the batch it was drawn for, before any process split.
+
+With ``weaken_pixels=True`` the collator applies the plan to the images itself (the ``input``
+location, on the CPU, uint8 images included), for models that are not a ``ProcrusteanModel``; it
+then uses the count probabilities it was given (the progress rule's statistics live in the model).
+Labels are never changed. Use a collator without a policy for evaluation.
 """
 from __future__ import annotations
 
@@ -12,9 +19,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import get_worker_info
 
-from .policy import WeakeningPolicy
+from .errors import MissingColumnError, UsageError
+from .policy import WeakeningPolicy, batch_generator
 
 
 def _to_tensor(value: Any, key: str, index: int) -> torch.Tensor:
@@ -23,55 +30,56 @@ def _to_tensor(value: Any, key: str, index: int) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value)
     if hasattr(value, "mode") and hasattr(value, "size"):  # a PIL image: the transform was not applied
-        raise TypeError(f"Example {index}: '{key}' is a PIL image. Apply an image transform first "
-                        "(e.g. dataset.set_transform with timm's create_transform) so it becomes a tensor.")
+        raise UsageError(f"Example {index}: '{key}' is a PIL image. Apply an image transform first "
+                         "(e.g. dataset.set_transform with timm's create_transform) so it becomes a tensor.")
     return torch.as_tensor(value)
 
 
+def _label(value: Any, key: str, index: int) -> int:
+    """A class index; a float, bool or soft label is refused rather than truncated."""
+    if torch.is_tensor(value) or isinstance(value, np.ndarray):
+        if (value.size if isinstance(value, np.ndarray) else value.numel()) != 1:
+            raise UsageError(f"Example {index}: '{key}' holds {tuple(value.shape)} values, not one class index.")
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise UsageError(f"Example {index}: '{key}' is {value!r} ({type(value).__name__}); labels must be integer "
+                         "class indices (soft or float labels are not Procrustean: the weakened sample keeps its "
+                         "own hard label).")
+    return int(value)
+
+
 class ProcrusteanCollator:
-    """Stack ``pixel_key`` and ``label_key`` of each example into ``{"pixel_values": [B,...], "labels": [B]}``.
+    """Stack ``pixel_key`` and ``label_key`` into ``{"pixel_values", "labels"}`` and, with a policy, the batch's
+    ``"weakening_draws"`` for ``ProcrusteanModel`` (or, with ``weaken_pixels=True``, weakened images)."""
 
-    Pass ``policy`` to weaken in pixel space (``weaken=True``); ``weaken`` can be switched off later
-    (e.g. at the weakening stop epoch). In DataLoader worker processes each worker draws from its own
-    generator seeded by the worker's seed, so workers never repeat each other's plans.
-    """
-
-    def __init__(self, policy: Optional[WeakeningPolicy] = None, weaken: bool = True,
+    def __init__(self, policy: Optional[WeakeningPolicy] = None, weaken_pixels: bool = False,
                  pixel_key: str = "pixel_values", label_key: str = "labels",
                  output_pixel_key: str = "pixel_values", output_label_key: str = "labels"):
-        self.policy = policy
-        self.weaken = weaken
+        if weaken_pixels and policy is None:
+            raise UsageError("weaken_pixels=True needs a policy to weaken with.")
+        if weaken_pixels and policy.progress is not None:
+            raise UsageError("The progress rule reads the model's training statistics, which the collator does not "
+                             "see: weaken in the model (ProcrusteanModel(location='input')) rather than in the collator.")
+        self.policy, self.weaken_pixels = policy, weaken_pixels
         self.pixel_key, self.label_key = pixel_key, label_key
         self.output_pixel_key, self.output_label_key = output_pixel_key, output_label_key
-        self._worker_generator: Optional[torch.Generator] = None
-        self._worker_id: Optional[int] = None
 
-    def _generator(self) -> torch.Generator:
-        worker = get_worker_info()
-        if worker is None:
-            return self.policy.generator
-        if self._worker_id != worker.id or self._worker_generator is None:
-            self._worker_generator = torch.Generator().manual_seed(worker.seed % 2**63)
-            self._worker_id = worker.id
-        return self._worker_generator
-
-    def __call__(self, examples: List[Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
+    def __call__(self, examples: List[Mapping[str, Any]]) -> Dict[str, Any]:
         if len(examples) == 0:
-            raise ValueError("Cannot collate an empty list of examples.")
+            raise UsageError("Cannot collate an empty list of examples.")
         for key in (self.pixel_key, self.label_key):
             if key not in examples[0]:
-                raise KeyError(f"Examples have no '{key}' key; available keys: {sorted(examples[0].keys())}. "
-                               f"Set the collator's pixel_key / label_key.")
+                raise MissingColumnError(f"Examples have no '{key}' key; available keys: {sorted(examples[0].keys())}. "
+                                         "Set the collator's pixel_key / label_key.")
         pixels = torch.stack([_to_tensor(ex[self.pixel_key], self.pixel_key, i) for i, ex in enumerate(examples)])
-        labels = torch.as_tensor([int(ex[self.label_key]) for ex in examples], dtype=torch.long)
-        if self.policy is not None and self.weaken:
-            pixels = self._weaken_pixels(pixels, labels)
-        return {self.output_pixel_key: pixels, self.output_label_key: labels}
-
-    def _weaken_pixels(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        plan = self.policy.plan(labels, generator=self._generator())
-        if pixels.dtype.is_floating_point:
-            return plan.apply(pixels)
-        # uint8 (fast-collate style) images: mix in float, round back to the input dtype.
-        info = torch.iinfo(pixels.dtype)
-        return plan.apply(pixels.float()).round_().clamp_(info.min, info.max).to(pixels.dtype)
+        labels = torch.tensor([_label(ex[self.label_key], self.label_key, i) for i, ex in enumerate(examples)],
+                              dtype=torch.long)
+        batch: Dict[str, Any] = {self.output_pixel_key: pixels, self.output_label_key: labels}
+        if self.policy is not None:
+            seed = self.policy.seed if self.policy.seed is not None else 0
+            draws = self.policy.draw(labels, generator=batch_generator(seed, labels, pixels))
+            if self.weaken_pixels:
+                batch[self.output_pixel_key] = self.policy.resolve(draws, labels).apply(pixels)
+            else:
+                batch["weakening_draws"] = draws
+        return batch

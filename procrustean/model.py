@@ -21,7 +21,7 @@ a plain timm model at ``.backbone``: that is what gets saved and pushed.
 """
 from __future__ import annotations
 
-import difflib
+import warnings
 from typing import Any, List, Optional
 
 import torch
@@ -29,16 +29,33 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from .losses import CrossEntropyLoss
-from .policy import WeakeningPlan, WeakeningPolicy
+from .models.factory import create_timm_model, inner_timm_model
+from .policy import WeakeningDraws, WeakeningPlan, WeakeningPolicy
+from .errors import UsageError
 
 FIXED_LOCATIONS = ("input", "pre_logits", "random")
 DEFAULT_LOCATION = "stage:1"  # measured: docs/RESULTS.md, location ablation
 
 
+def check_location_name(location: str) -> str:
+    """The spelling of a location (``input``, ``stage:K``, ``pre_logits``, ``random``), before any model exists."""
+    location = str(location).strip()
+    stage = location.startswith("stage:") and location[6:].lstrip("-").isdigit()
+    if location not in FIXED_LOCATIONS and not stage:
+        raise UsageError(f"Weakening location {location!r}: use input, stage:K (an index into the backbone's "
+                         "feature_info), pre_logits or random.")
+    return location
+
+
 def _unwrap_backbone(backbone: nn.Module) -> nn.Module:
-    """Accept a plain timm model or transformers' TimmWrapperForImageClassification (its ``timm_model``)."""
-    inner = getattr(backbone, "timm_model", None)
-    return inner if isinstance(inner, nn.Module) else backbone
+    """The timm model to weaken: a plain timm model, transformers' TimmWrapper (its ``timm_model``), or the
+    original module of a ``torch.compile``d one (forward hooks need the eager modules)."""
+    inner = inner_timm_model(backbone)
+    if inner is not backbone and hasattr(backbone, "_orig_mod"):
+        warnings.warn("ProcrusteanModel weakens through forward hooks on the backbone's own modules, so it uses the "
+                      "original module of the compiled backbone. Compile the ProcrusteanModel instead "
+                      "(torch.compile(model) or --torch_compile).", stacklevel=3)
+    return inner
 
 
 def _stage_modules(backbone: nn.Module) -> List[str]:
@@ -68,14 +85,19 @@ class ProcrusteanModel(nn.Module):
                 raise TypeError(f"{type(self.backbone).__name__} lacks `{method}`: ProcrusteanModel wraps timm "
                                 "classification models (timm.create_model(...)) or transformers' "
                                 "TimmWrapperForImageClassification.")
+        if policy is not None and policy.num_classes != self.num_classes:
+            raise UsageError(f"The weakening policy has {policy.num_classes} classes but the backbone "
+                             f"{type(self.backbone).__name__} has {self.num_classes} outputs; build both from the same "
+                             "training split (WeakeningPolicy.from_dataset and num_classes=...).")
         self.policy = policy
+        # the progress rule's statistics are buffers of the model: they follow it to its device and into its
+        # state_dict, so accelerate's and Trainer's checkpoints resume them
+        self.progress = policy.progress if policy is not None else None
         self.loss = loss if loss is not None else CrossEntropyLoss()
         self.weakening_enabled = True
         self._stage_names = _stage_modules(self.backbone)
         self._classifiers = self._classifier_modules()
-        self.location = self._check_location(location)
-        self.last_plan: Optional[WeakeningPlan] = None  # the most recent plan drawn (for logging and tests)
-        self.last_location: Optional[str] = None
+        self.location = location
 
     # ----------------------------------------------------------------------------------- locations
     @property
@@ -84,21 +106,27 @@ class ProcrusteanModel(nn.Module):
         pre_logits = ["pre_logits"] if self._classifiers else []
         return ["input"] + stages + pre_logits + ["random"]
 
+    @property
+    def location(self) -> str:
+        """Where the features are weakened (checked on assignment against ``supported_locations``)."""
+        return self._location
+
+    @location.setter
+    def location(self, location: str) -> None:
+        self._location = self._check_location(location)
+
     def _check_location(self, location: str) -> str:
-        location = str(location).strip()
+        location = check_location_name(location)
         if location.startswith("stage:"):
-            try:
-                k = int(location.split(":", 1)[1])
-            except ValueError:
-                k = None
-            if k is not None and -len(self._stage_names) <= k < len(self._stage_names):
+            k = int(location.split(":", 1)[1])
+            if -len(self._stage_names) <= k < len(self._stage_names):
                 return f"stage:{k % len(self._stage_names)}"
         elif location in self.supported_locations:
             return location
         why = ""
         if location == "pre_logits" and not self._classifiers:
             why = " (it has no classifier module: build it with num_classes > 0)"
-        raise ValueError(f"Weakening location {location!r} is not supported for "
+        raise UsageError(f"Weakening location {location!r} is not supported for "
                          f"{type(self.backbone).__name__}{why}; supported: {self.supported_locations}.")
 
     def _classifier_modules(self) -> List[nn.Module]:
@@ -117,25 +145,34 @@ class ProcrusteanModel(nn.Module):
     def weakening_active(self, labels: Optional[torch.Tensor]) -> bool:
         return self.training and labels is not None and self.policy is not None and self.weakening_enabled
 
-    def forward(self, pixel_values: torch.Tensor, labels: Optional[torch.Tensor] = None) -> ImageClassifierOutput:
+    def forward(self, pixel_values: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                weakening_draws: Optional[WeakeningDraws] = None) -> ImageClassifierOutput:
+        """Logits (and the loss, with labels). In training mode with labels, the features are weakened
+        with ``weakening_draws`` (from ``ProcrusteanCollator``), else with draws from the policy's generator."""
         if self.weakening_active(labels):
-            logits = self._weakened_forward(pixel_values, labels)
+            logits = self._weakened_forward(pixel_values, labels, weakening_draws)
         else:
             logits = self.backbone(pixel_values)
         loss = self.loss(logits, labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits)
 
-    def _weakened_forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        plan = self.policy.plan(labels)
+    def _weakened_forward(self, pixel_values: torch.Tensor, labels: torch.Tensor,
+                          draws: Optional[WeakeningDraws]) -> torch.Tensor:
+        if draws is None:
+            draws = self.policy.draw(labels)
+        plan = self.policy.resolve(draws, labels)
         location = self.location
         if location == "random":
             choices = self._concrete_locations()
-            location = choices[int(torch.randint(len(choices), (1,), generator=self.policy.generator))]
-        self.last_plan, self.last_location = plan, location
+            location = choices[min(int(draws.location * len(choices)), len(choices) - 1)]
         if location == "input":
             logits = self.backbone(plan.apply(pixel_values))
-            self.policy.observe(logits, labels, plan)
-            return logits
+        else:
+            logits = self._forward_with_hook(pixel_values, plan, location)
+        self.policy.observe(logits, labels, plan)  # the progress rule's statistics (no-op for the count rule)
+        return logits
+
+    def _forward_with_hook(self, pixel_values: torch.Tensor, plan: WeakeningPlan, location: str) -> torch.Tensor:
         if location == "pre_logits":
             modules, hook = self._classifiers, _MixingHook(plan, location, on_input=True)
             handles = [m.register_forward_pre_hook(hook) for m in modules]
@@ -149,15 +186,14 @@ class ProcrusteanModel(nn.Module):
             for handle in handles:
                 handle.remove()
         if hook.calls == 0:
-            raise RuntimeError(f"Weakening at {location} never happened: {type(self.backbone).__name__}'s forward does "
-                               f"not call {[type(m).__name__ for m in modules]}. Choose another location among "
-                               f"{self.supported_locations}.")
-        self.policy.observe(logits, labels, plan)  # the progress rule's statistics (no-op for the count rules)
+            raise UsageError(f"Weakening at {location} never happened: {type(self.backbone).__name__}'s forward does "
+                             f"not call {[type(m).__name__ for m in modules]}. Choose another location among "
+                             f"{self.supported_locations}.")
         return logits
 
     # ----------------------------------------------------------------------------------- builders
     @classmethod
-    def from_timm(cls, model_name: str, policy: Optional[WeakeningPolicy] = None, location: str = "pre_logits",
+    def from_timm(cls, model_name: str, policy: Optional[WeakeningPolicy] = None, location: str = DEFAULT_LOCATION,
                   loss: Optional[nn.Module] = None, **create_kwargs: Any) -> "ProcrusteanModel":
         """``timm.create_model(model_name, **create_kwargs)`` wrapped; unknown names fail with suggestions."""
         return cls(create_timm_model(model_name, **create_kwargs), policy, location, loss)
@@ -186,24 +222,3 @@ class _MixingHook:
         if self.on_input:
             return (self._mix(module, args[0]),) + tuple(args[1:])
         return self._mix(module, output)
-
-
-def check_timm_model_name(model_name: str) -> None:
-    """Refuse unknown timm architectures early, with the closest names (hf-hub: and local-dir: pass through)."""
-    import timm
-
-    from . import models  # noqa: F401  (registers the CIFAR ResNets)
-
-    if not model_name.startswith(("hf-hub:", "local-dir:")) and not timm.is_model(model_name):
-        close = difflib.get_close_matches(model_name, timm.list_models(), n=5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown timm model {model_name!r}.{hint} See `timm.list_models('*pattern*')`, "
-                         "or use 'hf-hub:<repo>' / 'local-dir:<path>'.")
-
-
-def create_timm_model(model_name: str, **create_kwargs: Any) -> nn.Module:
-    """``timm.create_model`` with a clear error for unknown architectures."""
-    import timm
-
-    check_timm_model_name(model_name)
-    return timm.create_model(model_name, **create_kwargs)

@@ -3,73 +3,115 @@
 Procrustean training (Ye, Zhan, Chao, ICCV 2021, arXiv 2104.01769) mixes the features of major-class
 samples with the features of other samples of the mini-batch while *keeping their own labels*, so
 that the network cannot fit the major classes first. The paper's exact rules are not public; what
-follows is our instantiation (see docs and ``shared/notes/method.md``), with every choice a parameter:
+follows is our instantiation (see docs/RESULTS.md and ``shared/notes/method.md``), every choice a parameter:
 
-* sample ``i`` is weakened with probability ``p[y_i]``, a function of its class's *global* training
-  count (``rule``): ``power`` ``(n_c / n_max) ** gamma``, ``linear`` ramp from 0 at ``n_min`` to 1 at
-  ``n_max``, or ``threshold`` (1 above the median count, else 0); or of its class's measured training
-  progress (``rule="progress"``): ``min(1, (acc_c - min_k acc_k) / progress_margin)`` from the running
-  per-class training accuracy (``procrustean.progress``), with the power rule as the prior until every
-  class has been seen; all scaled by ``max_probability``;
-* a weakened sample keeps the share ``lam_i`` of its own feature,
-  ``f_i <- lam_i * f_i + (1 - lam_i) * f_j``, with ``lam_i ~ Uniform(lam_range)`` or ``Beta(a, a)``
-  (optionally folded to ``>= 0.5``); a sample not weakened is returned bit for bit;
+* sample ``i`` is weakened with probability ``p[y_i]``: from its class's *global* training count,
+  ``(n_c / n_max) ** gamma`` (``rule="power"``, or any callable of the counts), or from its class's
+  measured training progress (``rule="progress"``, :mod:`procrustean.progress`), the power rule then
+  being the prior until every class has been seen;
+* a weakened sample keeps the share ``lam_i ~ Uniform(lam_range)`` of its own feature,
+  ``f_i <- lam_i * f_i + (1 - lam_i) * f_j``; a sample not weakened is returned bit for bit;
 * the partner ``j`` comes from a random permutation of the *local* batch (``partner="any"``), or
   uniformly from the samples of classes at least as large (``partner="larger_or_equal"``).
 
-Plans are drawn on the CPU from the policy's own ``torch.Generator`` and then moved to the features'
-device, so the same seed gives the same plan on every device, and the generator state can be
-checkpointed (``state_dict``) for exact resume.
+A batch's plan is made in two steps. :meth:`WeakeningPolicy.draw` draws its random numbers
+(:class:`WeakeningDraws`: one uniform per sample, the own shares, the partners), on the CPU, where
+the batch is made: ``ProcrusteanCollator`` does it from a generator seeded by the policy's seed and
+the batch itself, so the same batch gets the same draws in any DataLoader worker and after any
+resume. :meth:`WeakeningPolicy.resolve` then turns them into a :class:`WeakeningPlan` with the class
+probabilities of the moment (``uniform_i < p[y_i]``), on the features' device, where the model
+applies it. Drawing from ``WeakeningPolicy.generator`` instead (``policy.plan(labels)``) is the
+fallback for loops without the collator.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ._counts import ClassCounts, as_class_counts, counts_from_labels, dataset_label_column, dataset_num_classes
-from .progress import ClassProgress, progress_probabilities
+from .data.counts import ClassCounts, as_class_counts, counts_from_labels, dataset_label_column, dataset_num_classes
+from .errors import UsageError
+from .progress import ClassProgress, check_progress_settings
 
-COUNT_RULES = ("power", "linear", "threshold")
-PROBABILITY_RULES = COUNT_RULES + ("progress",)
-LAM_DISTRIBUTIONS = ("uniform", "beta")
+PROBABILITY_RULES = ("power", "progress")
 PARTNER_RULES = ("any", "larger_or_equal")
 
 ProbabilityRule = Union[str, Callable[[torch.Tensor], torch.Tensor]]
 
 
-def weakening_probabilities(class_counts: ClassCounts, rule: ProbabilityRule = "power", gamma: float = 1.0,
-                            max_probability: float = 1.0) -> torch.Tensor:
-    """Per-class weakening probability from global class counts: bigger class, stronger weakening.
+def weakening_probabilities(class_counts: ClassCounts, rule: ProbabilityRule = "power",
+                            gamma: float = 1.0) -> torch.Tensor:
+    """Per-class weakening probability from global class counts: ``(n_c / n_max) ** gamma``, or ``rule(counts)``.
 
-    ``rule`` is one of ``PROBABILITY_RULES`` or a callable mapping the counts tensor to probabilities.
     Empty classes (count 0) get probability 0: they never appear in a batch anyway.
     """
     counts = as_class_counts(class_counts)
-    if not 0.0 <= max_probability <= 1.0:
-        raise ValueError(f"max_probability must lie in [0, 1], got {max_probability}.")
     present = counts > 0
-    n_max, n_min = counts.max(), counts[present].min()
     if callable(rule):
         probs = torch.as_tensor(rule(counts.clone()), dtype=torch.float64)
         if probs.shape != counts.shape:
-            raise ValueError(f"A custom probability rule must return one value per class {tuple(counts.shape)}, "
+            raise UsageError(f"A custom probability rule must return one value per class {tuple(counts.shape)}, "
                              f"got shape {tuple(probs.shape)}.")
-    elif rule == "power":
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0 for the power rule (0 weakens every class), got {gamma}.")
-        probs = (counts / n_max) ** gamma
-    elif rule == "linear":
-        probs = (counts - n_min) / (n_max - n_min) if n_max > n_min else torch.ones_like(counts)
-    elif rule == "threshold":
-        probs = (counts > counts[present].median()).to(torch.float64)
+    elif rule in ("power", "progress"):  # the progress rule starts from the power rule
+        check_policy_settings(gamma=gamma)
+        probs = (counts / counts.max()) ** gamma
     else:
-        raise ValueError(f"Unknown count rule {rule!r}; use one of {COUNT_RULES} or a callable "
-                         "('progress' is a WeakeningPolicy rule: it needs the training statistics).")
+        raise UsageError(f"Unknown weakening rule {rule!r}; use one of {PROBABILITY_RULES} or a callable.")
     if not torch.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
-        raise ValueError(f"Weakening probabilities must lie in [0, 1], got {probs.tolist()}.")
-    return (probs * max_probability).masked_fill(~present, 0.0).to(torch.float32)
+        raise UsageError(f"Weakening probabilities must lie in [0, 1], got {probs.tolist()}.")
+    return probs.masked_fill(~present, 0.0).to(torch.float32)
+
+
+def check_policy_settings(*, rule: ProbabilityRule = "power", gamma: float = 1.0,
+                          lam_range: Tuple[float, float] = (0.5, 1.0), partner: str = "any",
+                          progress_margin: float = 0.5, progress_momentum: float = 0.9, progress_interval: int = 10,
+                          progress_samples: str = "all") -> None:
+    """Refuse malformed settings (UsageError), without class counts: the recipe checks its options with it."""
+    if not callable(rule) and rule not in PROBABILITY_RULES:
+        raise UsageError(f"Unknown weakening rule {rule!r}; use one of {PROBABILITY_RULES} or a callable.")
+    if not gamma >= 0:
+        raise UsageError(f"gamma must be >= 0 (0 weakens every class alike), got {gamma}.")
+    lam_min, lam_max = (float(v) for v in lam_range)
+    if not 0.0 <= lam_min <= lam_max <= 1.0:
+        raise UsageError(f"lam_range must satisfy 0 <= lam_min <= lam_max <= 1 (the own feature's share), "
+                         f"got {tuple(lam_range)}.")
+    if partner not in PARTNER_RULES:
+        raise UsageError(f"Unknown partner rule {partner!r}; use one of {PARTNER_RULES}.")
+    check_progress_settings(progress_margin, progress_momentum, progress_interval, progress_samples)
+
+
+def check_labels(labels: Any, num_classes: int) -> torch.Tensor:
+    """Hard class indices in ``[0, num_classes)`` as a 1-D int64 tensor (soft or float labels are refused)."""
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise UsageError(f"labels must be a 1-D tensor of class indices, got shape {tuple(labels.shape)} and dtype "
+                         f"{labels.dtype}. Procrustean weakening keeps hard labels; mix labels elsewhere (e.g. "
+                         "timm's Mixup) if you want soft ones.")
+    labels_cpu = labels.detach().to("cpu", torch.int64)
+    if labels_cpu.numel() and (labels_cpu.min() < 0 or labels_cpu.max() >= num_classes):
+        raise UsageError(f"labels must lie in [0, {num_classes}) (the policy's classes), found "
+                         f"[{int(labels_cpu.min())}, {int(labels_cpu.max())}].")
+    return labels_cpu
+
+
+@dataclass
+class WeakeningDraws:
+    """The random part of one batch's plan: drawn where the batch is made, resolved where it is applied."""
+
+    uniform: torch.Tensor  # [B] float32 in [0, 1): sample i is weakened iff uniform[i] < p[y_i]
+    own_share: torch.Tensor  # [B] float32: the share of its own feature a weakened sample keeps
+    partner: torch.Tensor  # [B] int64: indices into the same local batch
+    location: float  # in [0, 1): picks the location when the model's location is "random"
+
+    def __len__(self) -> int:
+        return self.uniform.numel()
+
+    def to(self, device: Union[str, torch.device], non_blocking: bool = False) -> "WeakeningDraws":
+        return WeakeningDraws(self.uniform.to(device, non_blocking=non_blocking),
+                              self.own_share.to(device, non_blocking=non_blocking),
+                              self.partner.to(device, non_blocking=non_blocking), self.location)
 
 
 @dataclass
@@ -84,20 +126,23 @@ class WeakeningPlan:
     def __len__(self) -> int:
         return self.weakened.numel()
 
-    @property
-    def num_weakened(self) -> int:
-        return int(self.weakened.sum())
-
     def to(self, device: Union[str, torch.device], non_blocking: bool = False) -> "WeakeningPlan":
         return WeakeningPlan(self.weakened.to(device, non_blocking=non_blocking),
                              self.own_share.to(device, non_blocking=non_blocking),
                              self.partner.to(device, non_blocking=non_blocking))
 
     def apply(self, features: torch.Tensor) -> torch.Tensor:
-        """Mix along the batch dimension (dim 0) of any feature shape; differentiable w.r.t. both partners."""
+        """Mix along the batch dimension (dim 0) of any feature shape; differentiable w.r.t. both partners.
+
+        Integer features (e.g. uint8 images) are mixed in float32 and rounded back to their dtype.
+        """
         if features.shape[0] != len(self):
             raise ValueError(f"The plan is for a batch of {len(self)} samples but the features have batch size "
                              f"{features.shape[0]}. Draw the plan on the same (local) batch it is applied to.")
+        if not (features.dtype.is_floating_point or features.dtype.is_complex):
+            info = torch.iinfo(features.dtype)
+            mixed = self.apply(features.float())
+            return mixed.round_().clamp_(info.min, info.max).to(features.dtype)
         plan = self if self.partner.device == features.device else self.to(features.device, non_blocking=True)
         view = (-1,) + (1,) * (features.ndim - 1)
         # A sample that is not weakened is its own partner with weight exactly 0: lerp returns x + 0 * (x - x),
@@ -109,13 +154,27 @@ class WeakeningPlan:
         return features.lerp(features.index_select(0, partner), weight)
 
 
+def batch_generator(seed: int, labels: torch.Tensor, pixels: torch.Tensor, samples_per_item: int = 256) -> torch.Generator:
+    """A generator seeded by ``seed`` and the batch itself (its labels and a fixed subsample of its pixels).
+
+    The same batch gets the same draws in any DataLoader worker, in any process, after any resume;
+    different batches get unrelated ones. Hashing a subsample keeps it cheap for large images.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(int(seed).to_bytes(8, "little", signed=True))
+    digest.update(labels.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+    flat = pixels.detach().reshape(len(pixels), -1)
+    step = max(1, flat.shape[1] // samples_per_item)
+    digest.update(flat[:, ::step].to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
+
+
 class WeakeningPolicy:
-    """Class-count-aware feature weakening: decides per sample whether and how much to weaken.
+    """Class-size-aware (or progress-aware) feature weakening: decides per sample whether and how much to weaken.
 
     Build it from the *global* training class counts (``WeakeningPolicy(class_counts)``), from a
     label list (``from_labels``) or an HF dataset (``from_dataset``). ``policy(features, labels)`` draws
-    a plan for the batch and applies it; ``plan(labels)`` and ``WeakeningPlan.apply`` do the two steps
-    separately (e.g. to apply one plan at a location inside a network).
+    a plan for the batch and applies it; ``draw`` / ``resolve`` / ``WeakeningPlan.apply`` are the steps.
     """
 
     def __init__(
@@ -123,11 +182,7 @@ class WeakeningPolicy:
         class_counts: ClassCounts,
         rule: ProbabilityRule = "power",
         gamma: float = 1.0,
-        max_probability: float = 1.0,
-        lam_distribution: str = "uniform",
         lam_range: Tuple[float, float] = (0.5, 1.0),
-        beta_alpha: float = 1.0,
-        fold_lam: bool = True,
         partner: str = "any",
         seed: Optional[int] = 0,
         progress_margin: float = 0.5,
@@ -135,37 +190,25 @@ class WeakeningPolicy:
         progress_interval: int = 10,
         progress_samples: str = "all",
     ):
+        check_policy_settings(rule=rule, gamma=gamma, lam_range=lam_range, partner=partner,
+                              progress_margin=progress_margin, progress_momentum=progress_momentum,
+                              progress_interval=progress_interval, progress_samples=progress_samples)
         self.class_counts = as_class_counts(class_counts).to(torch.int64)
-        self.rule, self.gamma, self.max_probability = rule, float(gamma), float(max_probability)
-        if isinstance(rule, str) and rule not in PROBABILITY_RULES:
-            raise ValueError(f"Unknown weakening rule {rule!r}; use one of {PROBABILITY_RULES} or a callable.")
+        self.rule, self.gamma = rule, float(gamma)
+        self.lam_range = tuple(float(v) for v in lam_range)
+        self.partner = partner
+        self.count_probabilities = weakening_probabilities(self.class_counts, rule, gamma)
         self.progress: Optional[ClassProgress] = None
-        if rule == "progress":  # the counts' power rule is the prior until every class has been seen
-            self.progress = ClassProgress(self.num_classes, progress_momentum, progress_interval, progress_samples)
-            self.progress_margin = float(progress_margin)
-            progress_probabilities(torch.zeros(self.num_classes, dtype=torch.float64), self.class_counts > 0,
-                                   self.progress_margin)  # validates the margin
-        self.prior_probabilities = weakening_probabilities(self.class_counts, "power" if rule == "progress" else rule,
-                                                           gamma, max_probability)
-        self.probabilities = self.prior_probabilities.clone()
-        if lam_distribution not in LAM_DISTRIBUTIONS:
-            raise ValueError(f"Unknown lam_distribution {lam_distribution!r}; use one of {LAM_DISTRIBUTIONS}.")
-        lam_min, lam_max = (float(v) for v in lam_range)
-        if lam_distribution == "uniform" and not 0.0 <= lam_min <= lam_max <= 1.0:
-            raise ValueError(f"lam_range must satisfy 0 <= lam_min <= lam_max <= 1 (the own feature's share), "
-                             f"got {tuple(lam_range)}.")
-        if lam_distribution == "beta" and not beta_alpha > 0:
-            raise ValueError(f"beta_alpha must be > 0, got {beta_alpha}.")
-        if partner not in PARTNER_RULES:
-            raise ValueError(f"Unknown partner rule {partner!r}; use one of {PARTNER_RULES}.")
-        self.lam_distribution, self.lam_range = lam_distribution, (lam_min, lam_max)
-        self.beta_alpha, self.fold_lam, self.partner = float(beta_alpha), bool(fold_lam), partner
+        if rule == "progress":
+            self.progress = ClassProgress(self.count_probabilities, self.class_counts > 0, progress_margin,
+                                          progress_momentum, progress_interval, progress_samples)
         self.seed = seed
         self.generator = torch.Generator()
         if seed is None:
             self.generator.seed()
         else:
             self.generator.manual_seed(int(seed))
+        self._probabilities_on: Dict[torch.device, torch.Tensor] = {}
 
     # ----------------------------------------------------------------------------------- builders
     @classmethod
@@ -186,17 +229,33 @@ class WeakeningPolicy:
     def num_classes(self) -> int:
         return self.class_counts.numel()
 
-    # ----------------------------------------------------------------------------------- drawing
-    def _draw_own_share(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        if self.lam_distribution == "uniform":
-            lam_min, lam_max = self.lam_range
-            u = torch.rand(batch_size, generator=generator)
-            return lam_min + (lam_max - lam_min) * u
-        # Beta(a, a) as the ratio of two Gamma draws, using our generator (torch's Beta takes none).
-        a = torch.full((batch_size, 2), self.beta_alpha)
-        g = torch._standard_gamma(a, generator=generator)
-        lam = g[:, 0] / g.sum(dim=1).clamp_min(torch.finfo(g.dtype).tiny)
-        return torch.maximum(lam, 1.0 - lam) if self.fold_lam else lam
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """Per-class weakening probabilities now: fixed for the count rule, following the progress otherwise."""
+        return self.count_probabilities if self.progress is None else self.progress.probabilities
+
+    def _probabilities_for(self, device: torch.device) -> torch.Tensor:
+        probabilities = self.probabilities
+        if probabilities.device == device:
+            return probabilities
+        if self.progress is not None:  # they change: move them each time (the progress lives on the model's device)
+            return probabilities.to(device, non_blocking=True)
+        if device not in self._probabilities_on:
+            self._probabilities_on[device] = probabilities.to(device)
+        return self._probabilities_on[device]
+
+    # ----------------------------------------------------------------------------------- plans
+    def draw(self, labels: Any, generator: Optional[torch.Generator] = None) -> WeakeningDraws:
+        """The random numbers of one local batch's plan, on the CPU, from ``generator`` (default: the policy's)."""
+        generator = self.generator if generator is None else generator
+        labels_cpu = check_labels(labels, self.num_classes)
+        batch_size = labels_cpu.numel()
+        uniform = torch.rand(batch_size, generator=generator)
+        lam_min, lam_max = self.lam_range
+        own_share = lam_min + (lam_max - lam_min) * torch.rand(batch_size, generator=generator)
+        partner = self._draw_partner(labels_cpu, generator)
+        location = float(torch.rand((), generator=generator))
+        return WeakeningDraws(uniform, own_share.float(), partner, location)
 
     def _draw_partner(self, labels_cpu: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch_size = labels_cpu.numel()
@@ -205,63 +264,38 @@ class WeakeningPolicy:
         # Uniform among samples whose class is at least as large: sort by class size, pick in the suffix.
         sizes = self.class_counts[labels_cpu]
         order = torch.argsort(sizes, stable=True)
-        sorted_sizes = sizes[order]
-        first_eligible = torch.searchsorted(sorted_sizes, sizes, right=False)
+        first_eligible = torch.searchsorted(sizes[order], sizes, right=False)
         u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
         pick = first_eligible + (u * (batch_size - first_eligible)).long().clamp_max(batch_size - 1 - first_eligible)
         return order[pick]
 
-    def plan(self, labels: torch.Tensor, generator: Optional[torch.Generator] = None) -> WeakeningPlan:
-        """Draw a plan for a local batch with these (hard) labels; the plan lives on ``labels.device``.
+    def resolve(self, draws: WeakeningDraws, labels: torch.Tensor) -> WeakeningPlan:
+        """The plan for ``draws`` with the probabilities of now, on ``labels.device``."""
+        if len(draws) != len(labels):
+            raise ValueError(f"Draws for {len(draws)} samples given with {len(labels)} labels: draw them for this batch.")
+        device = labels.device
+        draws = draws.to(device, non_blocking=True)
+        weakened = draws.uniform < self._probabilities_for(device)[labels.long()]
+        own_share = torch.where(weakened, draws.own_share, torch.ones_like(draws.own_share))
+        return WeakeningPlan(weakened, own_share, draws.partner)
 
-        Draws come from ``generator`` (a CPU ``torch.Generator``) or, by default, the policy's own.
-        """
-        generator = self.generator if generator is None else generator
+    def plan(self, labels: Any, generator: Optional[torch.Generator] = None) -> WeakeningPlan:
+        """Draw and resolve a plan for a local batch with these (hard) labels; it lives on ``labels.device``."""
         labels = torch.as_tensor(labels)
-        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"labels must be a 1-D tensor of class indices, got shape {tuple(labels.shape)} "
-                             f"and dtype {labels.dtype}. Procrustean weakening keeps hard labels; "
-                             "mix labels elsewhere (e.g. timm's Mixup) if you want soft ones.")
-        batch_size = labels.numel()
-        labels_cpu = labels.detach().to("cpu", torch.int64)
-        if batch_size and (labels_cpu.min() < 0 or labels_cpu.max() >= self.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.num_classes}) (the policy's classes), found "
-                             f"[{int(labels_cpu.min())}, {int(labels_cpu.max())}].")
-        u = torch.rand(batch_size, generator=generator)
-        own_share = self._draw_own_share(batch_size, generator)
-        partner = self._draw_partner(labels_cpu, generator)
-        weakened = u < self.probabilities[labels_cpu]
-        own_share = torch.where(weakened, own_share, torch.ones_like(own_share)).float()
-        plan = WeakeningPlan(weakened, own_share, partner)
-        return plan if labels.device.type == "cpu" else plan.to(labels.device, non_blocking=True)
+        return self.resolve(self.draw(labels, generator), labels)
 
     def __call__(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Weaken a batch of features (any shape [B, ...]) given its labels; labels are not changed."""
         return self.plan(labels).apply(features)
 
-    # ----------------------------------------------------------------------------------- progress
     def observe(self, logits: torch.Tensor, labels: torch.Tensor, plan: Optional[WeakeningPlan] = None) -> None:
-        """Feed one training batch's predictions to the ``progress`` rule (a no-op for the count rules).
-
-        ``ProcrusteanModel`` calls it after each weakened forward. On the batches that refresh the
-        statistics (every ``progress_interval``), the probabilities follow the new accuracies.
-        """
-        if self.progress is None:
-            return
-        if self.progress.update(logits, labels, plan.weakened if plan is not None else None):
-            self._refresh_probabilities()
-
-    def _refresh_probabilities(self) -> None:
-        present = self.class_counts > 0
-        if (self.progress.seen[present] > 0).all():
-            self.probabilities = progress_probabilities(self.progress.accuracy(), present,
-                                                        self.progress_margin) * self.max_probability
-        else:
-            self.probabilities = self.prior_probabilities.clone()
+        """Feed one training batch's predictions to the ``progress`` rule (a no-op for the count rule)."""
+        if self.progress is not None:
+            self.progress.update(logits, labels, plan.weakened if plan is not None else None)
 
     # ----------------------------------------------------------------------------------- state
     def state_dict(self) -> Dict[str, Any]:
-        """Generator state (and the progress statistics), so that a resumed run draws the same plans."""
+        """The fallback generator's state (``plan`` / ``draw`` without a generator) and the progress statistics."""
         state: Dict[str, Any] = {"generator_state": self.generator.get_state()}
         if self.progress is not None:
             state["progress"] = self.progress.state_dict()
@@ -271,36 +305,33 @@ class WeakeningPolicy:
         self.generator.set_state(state["generator_state"])
         if self.progress is not None:
             if "progress" not in state:
-                raise ValueError("This checkpoint has no progress statistics: it was not written with "
-                                 "--weakening_rule progress. Resume with the rule it was trained with.")
+                raise UsageError("This state has no progress statistics: it was not written with the progress "
+                                 "rule. Resume with the rule it was trained with.")
             self.progress.load_state_dict(state["progress"])
-            self._refresh_probabilities()
 
     def config(self) -> Dict[str, Any]:
         """The settings that define the policy, for configs and model cards."""
-        return {
+        config = {
             "class_counts": self.class_counts.tolist(),
             "rule": self.rule if isinstance(self.rule, str) else getattr(self.rule, "__name__", "custom"),
-            "gamma": self.gamma, "max_probability": self.max_probability,
-            "lam_distribution": self.lam_distribution, "lam_range": list(self.lam_range),
-            "beta_alpha": self.beta_alpha, "fold_lam": self.fold_lam, "partner": self.partner, "seed": self.seed,
+            "gamma": self.gamma, "lam_range": list(self.lam_range), "partner": self.partner, "seed": self.seed,
             "probabilities": [round(p, 6) for p in self.probabilities.tolist()],
-            **({"progress_margin": self.progress_margin, "progress_momentum": self.progress.momentum,
-                "progress_interval": self.progress.interval, "progress_samples": self.progress.samples}
-               if self.progress is not None else {}),
         }
+        if self.progress is not None:
+            config.update(progress_margin=self.progress.margin, progress_momentum=self.progress.momentum,
+                          progress_interval=self.progress.interval, progress_samples=self.progress.samples)
+        return config
 
     def summary(self, class_names: Optional[Sequence[str]] = None) -> str:
         """A printable table: class, training count, weakening probability."""
-        rows = [f"{'class':>5}  {'name':<16} {'count':>8}  {'p(weaken)':>9}"
-                + ("  (prior of the progress rule)" if self.progress is not None else "")]
+        title = "p(weaken)" if self.progress is None else "prior p"
+        rows = [f"{'class':>5}  {'name':<16} {'count':>8}  {title:>9}"
+                + ("  (the progress rule then follows each class's training accuracy)" if self.progress else "")]
         for c, (n, p) in enumerate(zip(self.class_counts.tolist(), self.probabilities.tolist())):
             name = class_names[c] if class_names is not None else ""
             rows.append(f"{c:>5}  {str(name)[:16]:<16} {n:>8}  {p:>9.4f}")
         return "\n".join(rows)
 
     def __repr__(self) -> str:
-        lam = (f"uniform{self.lam_range}" if self.lam_distribution == "uniform"
-               else f"beta({self.beta_alpha}{', folded' if self.fold_lam else ''})")
         return (f"{type(self).__name__}(num_classes={self.num_classes}, rule={self.rule!r}, gamma={self.gamma}, "
-                f"own_share={lam}, partner={self.partner!r})")
+                f"own_share=uniform{self.lam_range}, partner={self.partner!r})")

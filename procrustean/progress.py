@@ -8,24 +8,29 @@ measured in docs/RESULTS.md:
 * **what is measured**: the per-class accuracy of the training forward passes -- the predictions the
   loss sees, weakened samples included (``samples="all"``), or only the samples that were not
   weakened (``samples="unweakened"``);
-* **how it is averaged**: counts, not batch accuracies. Correct and seen counts are accumulated per
-  batch on the device; every ``interval`` batches the window is summed over processes and folded into
-  an exponential moving average, ``correct_c <- momentum * correct_c + window_correct_c`` (``seen_c``
-  likewise), ``accuracy_c = correct_c / seen_c``. Every sample weighs the same, so a minor class seen
-  once in ten batches is not judged on a single image, and a class absent from a window keeps its
-  estimate (both sums decay together).
+* **how it is averaged**: counts, not batch accuracies. Correct and seen counts of each batch are
+  summed over processes into a window; every ``interval`` batches the window is folded into an
+  exponential moving average, ``correct_c <- momentum * correct_c + window_correct_c`` (``seen_c``
+  likewise), ``accuracy_c = correct_c / seen_c``. Every sample weighs the same, so a minor class
+  seen once in ten batches is not judged on a single image, and a class absent from a window keeps
+  its estimate (both sums decay together);
+* **the mapping**: ``p_c = min(1, (accuracy_c - min_k accuracy_k) / margin)`` (:func:`progress_probabilities`),
+  with the count rule's probabilities as the prior until every class has been seen.
 
-The statistics are global: under ``torch.distributed`` the window is all-reduced, once per
-``interval`` batches, so every process holds the same accuracies and draws from the same
-probabilities. All ranks reach each refresh at the same batch, because every rank runs the same
-number of training forward passes. The state (``state_dict``) holds plain tensors and numbers, so a
-resumed run continues with the same statistics.
+The statistics are buffers of this module, so they live on the training device (no host
+synchronisation in the loop), travel with the model's ``state_dict`` (``ProcrusteanModel`` owns the
+module: ``accelerator.save_state`` and ``transformers.Trainer`` checkpoints carry them), and are the
+same on every process (each batch's counts are all-reduced; every rank runs the same number of
+training forward passes, so the collectives line up).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import torch
+from torch import nn
+
+from .errors import UsageError
 
 PROGRESS_SAMPLES = ("all", "unweakened")
 
@@ -36,68 +41,24 @@ def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return tensor
-    on_cpu = dist.get_backend() == "gloo"
-    reduced = tensor.cpu() if on_cpu else tensor.clone()
-    dist.all_reduce(reduced)
-    return reduced
+    if dist.get_backend() == "gloo" and tensor.device.type != "cpu":
+        reduced = tensor.cpu()
+        dist.all_reduce(reduced)
+        return reduced.to(tensor.device)
+    dist.all_reduce(tensor)
+    return tensor
 
 
-class ClassProgress:
-    """Running per-class training accuracy, summed over processes: ``update`` per batch, ``accuracy`` any time."""
-
-    def __init__(self, num_classes: int, momentum: float = 0.9, interval: int = 10, samples: str = "all"):
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"progress momentum must lie in [0, 1), got {momentum}.")
-        if int(interval) < 1:
-            raise ValueError(f"progress interval must be >= 1 batch, got {interval}.")
-        if samples not in PROGRESS_SAMPLES:
-            raise ValueError(f"Unknown progress samples {samples!r}; use one of {PROGRESS_SAMPLES}.")
-        self.num_classes, self.momentum, self.interval, self.samples = num_classes, float(momentum), int(interval), samples
-        self.correct = torch.zeros(num_classes, dtype=torch.float64)  # moving sums, identical on every process
-        self.seen = torch.zeros(num_classes, dtype=torch.float64)
-        self.batches = 0
-        self.refreshes = 0
-        self._window: Optional[torch.Tensor] = None  # [2, C] local (correct, seen) since the last refresh
-
-    @torch.no_grad()
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, weakened: Optional[torch.Tensor] = None) -> bool:
-        """Count one training batch; returns True when this batch completed a refresh of the statistics."""
-        labels = labels.detach().long()
-        correct = logits.detach().argmax(dim=-1) == labels
-        if self.samples == "unweakened" and weakened is not None:
-            keep = ~weakened.to(labels.device)
-            labels, correct = labels[keep], correct[keep]
-        counts = torch.stack([torch.bincount(labels[correct], minlength=self.num_classes),
-                              torch.bincount(labels, minlength=self.num_classes)])
-        self._window = counts if self._window is None else self._window.to(counts.device) + counts
-        self.batches += 1
-        if self.batches % self.interval:
-            return False
-        window = _all_reduce_sum(self._window).to("cpu", torch.float64)
-        self._window = None
-        self.correct.mul_(self.momentum).add_(window[0])
-        self.seen.mul_(self.momentum).add_(window[1])
-        self.refreshes += 1
-        return True
-
-    def accuracy(self) -> torch.Tensor:
-        """Per-class running accuracy (float64, CPU); NaN for a class not seen yet."""
-        return torch.where(self.seen > 0, self.correct / self.seen.clamp_min(1e-12),
-                           torch.full_like(self.seen, float("nan")))
-
-    def state_dict(self) -> Dict[str, Any]:
-        window = self._window.cpu() if self._window is not None else torch.zeros(2, self.num_classes, dtype=torch.int64)
-        return {"correct": self.correct.clone(), "seen": self.seen.clone(), "window": window,
-                "batches": self.batches, "refreshes": self.refreshes}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.correct = state["correct"].clone().to(torch.float64)
-        self.seen = state["seen"].clone().to(torch.float64)
-        window = state["window"].clone()
-        self._window = window if int(window.sum()) > 0 else None
-        self.batches, self.refreshes = int(state["batches"]), int(state["refreshes"])
+def check_progress_settings(margin: float, momentum: float, interval: int, samples: str) -> None:
+    """Refuse malformed settings of the progress rule (UsageError naming the setting)."""
+    if not margin > 0:
+        raise UsageError(f"progress margin must be > 0, got {margin}.")
+    if not 0.0 <= momentum < 1.0:
+        raise UsageError(f"progress momentum must lie in [0, 1), got {momentum}.")
+    if isinstance(interval, bool) or int(interval) != interval or interval < 1:
+        raise UsageError(f"progress interval must be a whole number of batches >= 1, got {interval}.")
+    if samples not in PROGRESS_SAMPLES:
+        raise UsageError(f"Unknown progress samples {samples!r}; use one of {PROGRESS_SAMPLES}.")
 
 
 def progress_probabilities(accuracy: torch.Tensor, present: torch.Tensor, margin: float) -> torch.Tensor:
@@ -107,8 +68,67 @@ def progress_probabilities(accuracy: torch.Tensor, present: torch.Tensor, margin
     class, with certainty once it is ``margin`` ahead; the least-fitted class and every class level
     with it are left intact, so weakening fades as progress evens out.
     """
-    if not margin > 0:
-        raise ValueError(f"progress margin must be > 0, got {margin}.")
-    behind = accuracy[present].min()
-    gap = (accuracy - behind).clamp_min(0.0)
+    behind = torch.where(present, accuracy, torch.full_like(accuracy, float("inf"))).min()
+    gap = (accuracy - behind).clamp_min(0.0).nan_to_num(0.0)
     return (gap / margin).clamp_max(1.0).masked_fill(~present, 0.0).to(torch.float32)
+
+
+class ClassProgress(nn.Module):
+    """Running per-class training accuracy, summed over processes, and the weakening probabilities it implies."""
+
+    def __init__(self, prior: torch.Tensor, present: torch.Tensor, margin: float = 0.5, momentum: float = 0.9,
+                 interval: int = 10, samples: str = "all"):
+        super().__init__()
+        check_progress_settings(margin, momentum, interval, samples)
+        self.margin, self.momentum, self.interval, self.samples = float(margin), float(momentum), int(interval), samples
+        num_classes = len(prior)
+        self.register_buffer("prior", prior.detach().float().clone())
+        self.register_buffer("present", present.detach().bool().clone())
+        self.register_buffer("correct", torch.zeros(num_classes, dtype=torch.float64))  # moving sums
+        self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.float64))
+        self.register_buffer("window", torch.zeros(2, num_classes, dtype=torch.float64))  # (correct, seen), global
+        self.register_buffer("probabilities", prior.detach().float().clone())
+        self.register_buffer("batches", torch.zeros((), dtype=torch.int64))
+        self._batches = 0  # host copy of `batches`: the refresh decision needs no device read
+
+    @property
+    def num_classes(self) -> int:
+        return self.prior.numel()
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, weakened: Optional[torch.Tensor] = None) -> bool:
+        """Count one training batch (all processes together); True when it refreshed the probabilities."""
+        labels = labels.detach().long()
+        correct = (logits.detach().argmax(dim=-1) == labels).to(torch.float64)
+        seen = torch.ones_like(correct)
+        if self.samples == "unweakened" and weakened is not None:
+            seen = (~weakened.to(labels.device)).to(torch.float64)
+            correct = correct * seen
+        counts = torch.zeros(2, self.num_classes, dtype=torch.float64, device=labels.device)
+        counts[0].index_add_(0, labels, correct)
+        counts[1].index_add_(0, labels, seen)
+        self.window += _all_reduce_sum(counts).to(self.window.device)
+        self._batches += 1
+        self.batches.fill_(self._batches)
+        if self._batches % self.interval:
+            return False
+        self.correct.mul_(self.momentum).add_(self.window[0])
+        self.seen.mul_(self.momentum).add_(self.window[1])
+        self.window.zero_()
+        every_class_seen = (self.seen > 0)[self.present].all()
+        measured = progress_probabilities(self.accuracy(), self.present, self.margin).to(self.prior.device)
+        self.probabilities.copy_(torch.where(every_class_seen, measured, self.prior))
+        return True
+
+    def accuracy(self) -> torch.Tensor:
+        """Per-class running accuracy (float64); NaN for a class not seen yet."""
+        return torch.where(self.seen > 0, self.correct / self.seen.clamp_min(1e-12),
+                           torch.full_like(self.seen, float("nan")))
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._batches = int(self.batches)
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, margin={self.margin}, momentum={self.momentum}, "
+                f"interval={self.interval}, samples={self.samples!r}")

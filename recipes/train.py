@@ -5,16 +5,14 @@
 
 Runs on 1 CPU, 1 GPU, many GPUs and many nodes (whatever `accelerate launch` is configured for). Reads an HF dataset, makes
 its training split imbalanced (``--imbalance``), trains with class-size-aware feature weakening
-(``--weakening_location``), evaluates long-tail metrics every epoch, checkpoints atomically (exact
+(``--weakening_location``, ``--weakening_rule``), evaluates long-tail metrics every epoch, checkpoints atomically (exact
 resume with ``--resume_from_checkpoint latest``), and exports a checkpoint that loads with
 ``timm.create_model("local-dir:...")`` and ``AutoModelForImageClassification`` (``--push_to_hub REPO``).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -25,22 +23,26 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-import procrustean
-from procrustean import ProcrusteanCollator, ProcrusteanModel, WeakeningPolicy, create_loss
-from procrustean.config import TrainConfig, parse_config
-from procrustean.model import check_timm_model_name
-from procrustean.data import (build_transforms, check_no_empty_classes, load_image_dataset, model_data_config,
-                              verify_images, with_image_transform)
-from procrustean.per_class import PerClassAccuracy
-from procrustean.run_dir import check_free_space, prepare_output_dir, resolve_resume, save_checkpoint
-from procrustean.distributed import PerProcessState, all_finite, write_rank_report
-from procrustean.run_log import MetricsLog, RunState, evaluate_model, finish_run
-from procrustean.diagnostics import FeatureGradientMonitor
-from procrustean.training_setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
+from procrustean import ProcrusteanCollator, ProcrusteanModel, WeakeningPolicy
+from procrustean.data import (SampleSeededDataset, build_transforms, check_no_empty_classes, class_histogram,
+                              load_image_dataset, make_imbalanced, model_data_config, verify_images,
+                              with_image_transform)
+from procrustean.errors import UsageError
+from procrustean.hub import HubPushError, push_export
+from procrustean.metrics.per_class import PerClassAccuracy
+from procrustean.models import check_timm_model_name
+from procrustean.train.checkpoints import check_free_space, prepare_output_dir, resolve_resume, save_checkpoint
+from procrustean.train.config import TrainConfig, parse_config
+from procrustean.train.diagnostics import FeatureGradientMonitor
+from procrustean.train.distributed import all_finite
+from procrustean.train.evaluation import evaluate_model
+from procrustean.train.metrics_log import MetricsLog
+from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
+from procrustean.train.setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
+from procrustean.train.state import RunState
 
 
 def training_function(config: TrainConfig) -> int:
-    resume_path_given = config.resume_from_checkpoint is not None
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -49,12 +51,13 @@ def training_function(config: TrainConfig) -> int:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     if accelerator.split_batches or accelerator.dispatch_batches:
-        raise ValueError("split_batches / dispatch_batches are not supported: weakening partners must come from "
-                         "each process's own batch. Remove them from the accelerate config.")
+        raise UsageError("split_batches / dispatch_batches are not supported: weakening partners must come from each "
+                         "process's own batch. Remove them from the accelerate config.")
     check_timm_model_name(config.model)
     output_dir = Path(config.output_dir)
     if accelerator.is_main_process:
-        prepare_output_dir(output_dir, resume=resume_path_given, overwrite=config.overwrite_output_dir)
+        prepare_output_dir(output_dir, resume=config.resume_from_checkpoint is not None,
+                           overwrite=config.overwrite_output_dir)
     accelerator.wait_for_everyone()
     resume_path = resolve_resume(config.resume_from_checkpoint, output_dir)
     set_seed(config.seed)
@@ -67,11 +70,11 @@ def training_function(config: TrainConfig) -> int:
                               eval_split=config.eval_split)
     train_set = data.train
     if config.imbalance != "none":
-        train_set = procrustean.make_imbalanced(train_set, config.imbalance, label_column=data.label_column,
-                                                seed=config.seed, max_per_class=config.max_per_class,
-                                                num_classes=data.num_classes, class_order=config.imbalance_class_order)
-    histogram = procrustean.class_histogram(train_set, label_column=data.label_column, num_classes=data.num_classes,
-                                            class_names=data.class_names)
+        train_set = make_imbalanced(train_set, config.imbalance, label_column=data.label_column, seed=config.seed,
+                                    max_per_class=config.max_per_class, num_classes=data.num_classes,
+                                    class_order=config.imbalance_class_order)
+    histogram = class_histogram(train_set, label_column=data.label_column, num_classes=data.num_classes,
+                                class_names=data.class_names)
     check_no_empty_classes(histogram.counts, data.class_names)
     eval_set = data.eval
     if eval_set is not None and config.max_eval_samples and len(eval_set) > config.max_eval_samples:
@@ -84,30 +87,29 @@ def training_function(config: TrainConfig) -> int:
     # ---------------------------------------------------------------------------------- model and weakening
     backbone = build_model(config, data.num_classes)
     policy = WeakeningPolicy(histogram.counts, rule=config.weakening_rule, gamma=config.weakening_gamma,
-                             max_probability=config.weakening_max_probability,
-                             lam_distribution=config.lam_distribution, lam_range=(config.lam_min, config.lam_max),
-                             beta_alpha=config.lam_beta_alpha, partner=config.weakening_partner,
+                             lam_range=(config.lam_min, config.lam_max), partner=config.weakening_partner,
                              progress_margin=config.progress_margin, progress_momentum=config.progress_momentum,
                              progress_interval=config.progress_interval, progress_samples=config.progress_samples,
-                             seed=config.seed * 1000 + accelerator.process_index)  # own draws per process
+                             seed=config.seed)
     if accelerator.is_main_process:
         check_free_space(output_dir, backbone, checkpoints_kept=config.checkpoints_total_limit or 2)
     loss_fn, drw = build_loss_and_drw(config, histogram.counts)
     mixup, mixup_loss = build_mixup(config, data.num_classes)  # the labels-mixed control, not Procrustean
-    model = ProcrusteanModel(backbone, policy if config.weakening else None, location=config.weakening_location,
-                             loss=loss_fn)
+    weakening = config.weakening and mixup is None
+    model = ProcrusteanModel(backbone, policy if weakening else None, location=config.weakening_location, loss=loss_fn)
     accelerator.print(histogram.format())
-    accelerator.print(f"\nWeakening ({'on' if config.weakening else 'off'}, at {model.location}):\n"
+    accelerator.print(f"\nWeakening ({'on' if weakening else 'off'}, at {model.location}):\n"
                       + policy.summary(data.class_names))
 
     train_tf = build_transforms(backbone, is_training=True, img_size=config.img_size, train_crop=config.train_crop,
                                 mean=config.mean, std=config.std)
     eval_tf = build_transforms(backbone, is_training=False, img_size=config.img_size, mean=config.mean, std=config.std)
-    train_data = procrustean.SampleSeededDataset(
+    train_data = SampleSeededDataset(
         with_image_transform(train_set, train_tf, data.image_column, data.label_column, config.in_chans),
         seed=config.seed)
+    # the collator draws each batch's weakening plan (from the policy's seed and the batch itself)
     train_loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=mixup is not None,
-                              num_workers=config.num_workers, collate_fn=ProcrusteanCollator())
+                              num_workers=config.num_workers, collate_fn=ProcrusteanCollator(model.policy))
 
     def eval_loader_for(dataset):
         return DataLoader(with_image_transform(dataset, eval_tf, data.image_column, data.label_column, config.in_chans),
@@ -117,6 +119,7 @@ def training_function(config: TrainConfig) -> int:
     eval_loader = eval_loader_for(eval_set) if eval_set is not None else None
     train_eval_loader = eval_loader_for(train_set) if config.eval_train_accuracy else None
 
+    # ---------------------------------------------------------------------------------- prepare
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / config.gradient_accumulation_steps)
     # --max_train_steps overrides --epochs (as in the HF examples)
     num_epochs = math.ceil(config.max_train_steps / steps_per_epoch) if config.max_train_steps else config.epochs
@@ -127,7 +130,7 @@ def training_function(config: TrainConfig) -> int:
                                       for loader in (eval_loader, train_eval_loader))
     gradients = FeatureGradientMonitor(backbone, data.num_classes) if config.log_feature_gradients else None
     state = RunState(PerClassAccuracy(data.num_classes), gradients)
-    accelerator.register_for_checkpointing(scheduler, PerProcessState(policy, accelerator), state)
+    accelerator.register_for_checkpointing(scheduler, state)
 
     log = MetricsLog(output_dir, accelerator)
     if accelerator.is_main_process:
@@ -142,8 +145,7 @@ def training_function(config: TrainConfig) -> int:
     accelerator.print(f"\n{len(train_set)} training images, {steps_per_epoch} steps per epoch, "
                       f"{num_epochs} epochs, {total_steps} steps, {accelerator.num_processes} process(es)")
 
-    # ---------------------------------------------------------------------------------- training
-    kill_at_step = int(os.environ.get("PROCRUSTEAN_FAULT_KILL_AT_STEP", "0"))  # fault injection for tests
+    # ---------------------------------------------------------------------------------- training loop
     progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
                     desc="train")
     scheduler.step_update(state.step)
@@ -167,7 +169,7 @@ def training_function(config: TrainConfig) -> int:
                     outputs = model(pixels)
                     outputs.loss = mixup_loss(outputs.logits, soft_targets)
                 else:
-                    outputs = model(**batch)  # weakened forward (training mode + labels)
+                    outputs = model(**batch)  # weakened forward (training mode + labels + the batch's draws)
                 accelerator.backward(outputs.loss)
                 if gradients is not None:
                     gradients.update(batch["labels"], len(batch["labels"]) * config.gradient_accumulation_steps)
@@ -188,11 +190,10 @@ def training_function(config: TrainConfig) -> int:
                 if config.checkpointing_steps.isdigit() and state.step % int(config.checkpointing_steps) == 0:
                     state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,
                                                                 config.checkpoints_total_limit))
-                if kill_at_step and state.step == kill_at_step:
-                    os.kill(os.getpid(), signal.SIGKILL)
                 if state.step >= total_steps:
                     break
-        # ---------------------------------------------------------------------- end of epoch
+
+        # ------------------------------------------------------------------------------ evaluate (end of epoch)
         state.train_seconds += time.perf_counter() - epoch_start  # the training loop only, no evaluation
         train_metrics = state.train_accuracy.reduced(accelerator).compute()
         last_epoch = epoch == num_epochs - 1 or state.step >= total_steps
@@ -205,32 +206,44 @@ def training_function(config: TrainConfig) -> int:
             train_metrics["clean_class_averaged_accuracy"] = clean["class_averaged_accuracy"]
         if gradients is not None:
             train_metrics["feature_gradient_norm"] = gradients.compute(accelerator)
-        if policy.progress is not None:  # what the progress rule saw and decided (the same on every process)
-            train_metrics["progress_accuracy"] = policy.progress.accuracy().tolist()
-            train_metrics["weakening_probabilities"] = policy.probabilities.tolist()
+        if unwrapped.progress is not None:  # what the progress rule saw and decided (the same on every process)
+            train_metrics["progress_accuracy"] = unwrapped.progress.accuracy().tolist()
+            train_metrics["weakening_probabilities"] = unwrapped.progress.probabilities.tolist()
         log.epoch(state, epoch, train_metrics, eval_metrics, lr=optimizer.param_groups[0]["lr"],
-                  weakening=config.weakening and unwrapped.weakening_enabled and mixup is None)
+                  weakening=weakening and unwrapped.weakening_enabled)
         state.next_epoch()
         if config.checkpointing_steps == "epoch":
             state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,
                                                         config.checkpoints_total_limit))
     progress.close()
+
+    # ---------------------------------------------------------------------------------- what the run leaves behind
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if not accelerator.is_main_process:
+        return 0
+    results = write_results(output_dir, state, histogram.counts, data.class_names)
+    plots = write_plots(output_dir, state.history, data.class_names, histogram.counts)
+    card = run_model_card(config, policy if weakening else None, results, plots)
     data_config = model_data_config(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
-    write_rank_report(accelerator, unwrapped, policy, state)
-    return finish_run(config, accelerator, unwrapped, state, data, histogram, policy, output_dir, data_config)
-
-
-USER_ERRORS = (ValueError, KeyError, TypeError, OSError)  # OSError covers missing / read-only / full paths
+    export_dir = export_run(backbone, output_dir, card=card, plots=plots, config=config,
+                            class_names=data.class_names, data_config=data_config)
+    print(f"\nResults: {output_dir / 'all_results.json'}\nPlots: {output_dir / 'plots'}\n"
+          f"Export (timm + transformers): {export_dir}")
+    if config.push_to_hub:
+        try:
+            print(f"Pushed to {push_export(export_dir, config.push_to_hub, private=config.hub_private)}")
+        except HubPushError as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return 1
+    return 0
 
 
 def main() -> None:
     try:
         sys.exit(training_function(parse_config()))
-    except USER_ERRORS as error:  # bad input: one clear line (PROCRUSTEAN_TRACEBACK=1 shows the traceback)
-        if os.environ.get("PROCRUSTEAN_TRACEBACK"):
-            raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
+    except UsageError as error:  # bad input: one line, exit 2; anything else is a bug and keeps its traceback
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -9,17 +9,20 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "recipes" / "train.py")
+FAULT_LAUNCHER = str(ROOT / "tests" / "fault_launcher.py")  # injects faults from outside the recipe
 SMALL = ["--model", "resnet8_cifar", "--img_size", "16", "--batch_size", "8", "--eval_batch_size", "16",
          "--report_to", "none", "--warmup_epochs", "0", "--lr", "0.05", "--lr_scheduler", "constant"]
 
 
-def run(args, launcher="accelerate", env_extra=None, check=True):
+def run(args, launcher="accelerate", env_extra=None, check=True, faults=None):
+    """Run the recipe; ``faults`` (flags of tests/fault_launcher.py) runs it through the fault launcher."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    script = [FAULT_LAUNCHER, *faults, "--"] if faults else [TRAIN]
     if launcher == "accelerate":
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, *args]
+               "--mixed_precision", "no", "--dynamo_backend", "no", *script, *args]
     else:
-        cmd = [sys.executable, TRAIN, *args]
+        cmd = [sys.executable, *script, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}")

@@ -1,4 +1,4 @@
-"""procrustean.data and procrustean.fashion_mnist, on tiny data built here (offline; see conftest.py)."""
+"""procrustean.data (sources, verification, transforms, Fashion-MNIST), on tiny data built here (offline; see conftest.py)."""
 import gzip
 import os
 import struct
@@ -14,9 +14,10 @@ from PIL import Image
 
 import procrustean  # noqa: F401  (registers resnet*_cifar)
 from procrustean import ProcrusteanCollator
-from procrustean.data import (ImageData, build_transforms, check_no_empty_classes, load_image_dataset,
-                              model_in_chans, verify_images, with_image_transform)
-from procrustean.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, load_fashion_mnist, main, read_idx
+from procrustean.data import (ImageData, build_transforms, check_no_empty_classes, load_image_dataset, verify_images,
+                              with_image_transform)
+from procrustean.models import model_in_chans
+from procrustean.data.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, load_fashion_mnist, main, read_idx
 
 NAMES = ["cat", "dog", "fox"]
 

@@ -31,12 +31,73 @@ def test_templates_load_with_accelerate(path):
         assert config.num_machines == 2 and config.rdzv_backend == "c10d" and config.main_process_port
     if path.stem == "fsdp":
         assert config.fsdp_config["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
-    text = path.read_text()
-    assert "accelerate launch --config_file recipes/accelerate/" in text  # documents its exact command
 
 
-def test_slurm_script_is_valid_bash():
-    subprocess.run(["bash", "-n", str(ROOT / "recipes" / "accelerate" / "slurm.sbatch")], check=True)
+def documented_command(path):
+    """The `accelerate launch ...` command a template documents in its header comment (continuations joined)."""
+    lines = [line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#")]
+    text = " ".join(lines).replace("\\ ", " ")
+    start = text.index("accelerate launch")
+    end = min((i for i in (text.find(" # ", start), text.find(" (", start)) if i > 0), default=len(text))
+    return text[start:end].split(" --batch_size stays")[0].split(" num_processes is")[0].split(" Weakening at")[0]
+
+
+def check_launch(argv, expected_config=None):
+    """Parse an `accelerate launch` argv with accelerate's own parser and the script's options with ours."""
+    import shlex
+
+    from accelerate.commands.launch import launch_command_parser
+
+    from procrustean.train.config import parse_config
+
+    args = launch_command_parser().parse_args(argv)
+    if expected_config is not None:
+        assert Path(args.config_file) == expected_config.relative_to(ROOT)
+    assert (ROOT / args.training_script).is_file(), args.training_script
+    recipe_args = [a.replace("/path/to/DATA", "fashion_mnist") for a in args.training_script_args]
+    config = parse_config(recipe_args)  # the recipe options it passes are valid (config files exist and load)
+    return args, config, shlex.join(argv)
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)
+def test_each_template_documents_a_command_that_parses(path, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(ROOT)
+    command = documented_command(path).replace("$NODE_RANK", "1").replace("$MASTER_ADDR", "10.0.0.1")
+    argv = shlex.split(command)
+    assert argv[:2] == ["accelerate", "launch"], command
+    args, config, _ = check_launch(argv[2:], expected_config=path)
+    assert args.training_script == "recipes/train.py"
+    if path.stem == "multi_node":
+        assert args.machine_rank == 1 and args.main_process_ip == "10.0.0.1"
+
+
+def test_slurm_script_launches_one_accelerate_per_node(tmp_path, monkeypatch):
+    """Run the sbatch script with stand-ins for scontrol / srun / accelerate and check the launch it makes."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    calls.mkdir()
+    stubs = {
+        "scontrol": "#!/bin/bash\nprintf 'node-a\\nnode-b\\n'\n",
+        "srun": "#!/bin/bash\nfor id in 0 1; do SLURM_NODEID=$id \"$@\"; done\n",
+        "accelerate": f"#!/bin/bash\nprintf '%s\\0' \"$@\" > {calls}/node$SLURM_NODEID\n",
+    }
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_NNODES": "2",
+           "SLURM_JOB_ID": "77", "HOME": str(tmp_path)}
+    subprocess.run(["bash", str(ROOT / "recipes" / "accelerate" / "slurm.sbatch"),
+                    "recipes/configs/cifar100_lt_exp100.yaml"], check=True, cwd=ROOT, env=env)
+    monkeypatch.chdir(ROOT)
+    for rank in (0, 1):
+        argv = (calls / f"node{rank}").read_text().split("\0")[:-1]
+        assert argv[0] == "launch"
+        args, config, _ = check_launch(argv[1:])
+        assert (args.num_machines, args.num_processes, args.machine_rank) == (2, 16, rank)
+        assert args.main_process_ip == "node-a" and args.rdzv_backend == "c10d" and args.multi_gpu
+        assert config.output_dir == "outputs/slurm-77" and config.epochs == 200  # the CIFAR-100-LT config
 
 
 def test_dockerfile_lints_clean_with_hadolint():

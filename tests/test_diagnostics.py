@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import procrustean  # noqa: F401
-from procrustean.diagnostics import FeatureGradientMonitor
+from procrustean.train.diagnostics import FeatureGradientMonitor
 
 
 def test_feature_gradient_norms_equal_per_sample_gradients():

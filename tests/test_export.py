@@ -13,10 +13,10 @@ import yaml
 
 import procrustean  # noqa: F401  (registers resnet8_cifar)
 from procrustean import ProcrusteanModel
-from procrustean.export import export_model, render_model_card
-from procrustean.hub import HubPushError, main, push_export
+from procrustean.hub import export_model, render_model_card
+from procrustean.hub.push import HubPushError, main, push_export
 from procrustean.metrics import compute_long_tail_accuracy
-from procrustean.plots import plot_per_class_accuracy, plot_training_progress
+from procrustean.train.plots import plot_per_class_accuracy, plot_training_progress
 
 CASES = {  # name -> (create_model kwargs, model_args expected in config.json)
     "resnet8_cifar": (dict(in_chans=1, num_classes=10), {"in_chans": 1}),
@@ -127,7 +127,7 @@ def test_export_verification_catches_unrecorded_constructor_args(tmp_path):
 
 
 def test_export_is_atomic(tmp_path, monkeypatch):
-    import procrustean.export as export
+    import procrustean.hub.export as export
 
     model = timm.create_model("resnet8_cifar", num_classes=3, in_chans=1)
     target = export_model(model, tmp_path / "export", label_names=["a", "b", "c"], model_card="# old\n")
@@ -279,7 +279,9 @@ def test_push_failures_become_one_clear_error(exports, error, reason):
 
 def test_push_validates_before_network(exports, tmp_path, monkeypatch):
     path = exports["test_resnet"][1]
-    with pytest.raises(HubPushError, match="Invalid repo id"):
+    from procrustean.errors import UsageError
+
+    with pytest.raises(UsageError, match="Invalid repo id"):  # a usage error: the CLI and the recipe exit 2
         push_export(path, "not a/valid//repo", token="t", api=ExplodingApi())
     with pytest.raises(HubPushError, match="does not exist"):
         push_export(tmp_path / "missing", "someone/model", token="t", api=ExplodingApi())

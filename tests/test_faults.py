@@ -26,7 +26,7 @@ def test_kill_while_writing_a_checkpoint_keeps_the_last_good_one(imagefolder, tm
     full, broken = tmp_path / "full", tmp_path / "broken"
     run([*_common(imagefolder), "--output_dir", str(full)], launcher="python")
     proc = run([*_common(imagefolder), "--output_dir", str(broken)], launcher="python", check=False,
-               env_extra={"PROCRUSTEAN_FAULT_KILL_IN_CHECKPOINT": "4"})
+               faults=["--kill_in_checkpoint", "4"])
     assert proc.returncode != 0
     folder = broken / "checkpoints"
     assert (folder / ".tmp-step_00000004").is_dir()  # the half-written one stays aside ...
@@ -106,7 +106,7 @@ def test_kill_right_after_the_last_step_of_an_epoch_resumes(imagefolder, tmp_pat
     full, broken = tmp_path / "full", tmp_path / "broken"
     run([*args, "--output_dir", str(full)], launcher="python")
     proc = run([*args, "--output_dir", str(broken)], launcher="python", check=False,
-               env_extra={"PROCRUSTEAN_FAULT_KILL_AT_STEP": "5"})
+               faults=["--kill_after_checkpoint", "5"])
     assert proc.returncode != 0
     run([*args, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"], launcher="python")
     _same_weights(full, broken)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Image
 
-from procrustean.imbalance import (ClassHistogram, class_histogram, imbalanced_counts, make_imbalanced,
+from procrustean.data.imbalance import (ClassHistogram, class_histogram, imbalanced_counts, make_imbalanced,
                                    parse_imbalance)
 
 CIFAR10_EXP100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
@@ -152,7 +152,7 @@ def test_make_imbalanced_errors():
         make_imbalanced(ds, "exp:10", num_classes=3)
     with pytest.raises(ValueError, match=r"class 0 needs 61 but has 60.*max_per_class=60"):
         make_imbalanced(ds, "exp:10", max_per_class=61)
-    with pytest.raises(ValueError, match=r"Classes \[5\] have no samples"):
+    with pytest.raises(ValueError, match=r"1 of 6 classes have no training samples: 5"):
         make_imbalanced(_dataset(num_classes=6), "exp:10")
     with pytest.raises(ValueError, match="Give the ratio once"):
         make_imbalanced(ds, "exp:10", ratio=10)

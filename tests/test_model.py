@@ -25,6 +25,14 @@ def batch(n=8, seed=0):
     return torch.randn(n, 3, 32, 32, generator=g), torch.tensor([0, 1, 2, 3, 0, 0, 1, 3][:n] * (n // 8 or 1))
 
 
+def weakened(model, x, y, seed=0, location=None):
+    """A training forward with known draws: (output, the plan it applied, the draws)."""
+    draws = model.policy.draw(y, generator=torch.Generator().manual_seed(seed))
+    if location is not None:
+        draws.location = location
+    return model(x, labels=y, weakening_draws=draws), model.policy.resolve(draws, y), draws
+
+
 @pytest.fixture(params=FAMILIES)
 def family(request):
     return request.param
@@ -64,8 +72,8 @@ def test_full_own_share_is_identity_at_every_location(family):
         x, y = batch()
         with torch.no_grad():
             ref = model.backbone(x)
-            out = model(x, labels=y)
-        assert model.last_plan.weakened.all()
+            out, plan, _ = weakened(model, x, y)
+        assert plan.weakened.all()
         assert torch.equal(out.logits, ref), location
 
 
@@ -76,7 +84,7 @@ def test_weakening_changes_only_training_outputs_and_trains(family):
         y_before = y.clone()
         with torch.no_grad():
             ref = model.backbone(x)
-        out = model(x, labels=y)
+        out = model(x, labels=y)  # no draws given: the policy's own generator
         assert torch.equal(y, y_before)
         assert out.logits.shape == (8, NUM_CLASSES) and torch.isfinite(out.loss)
         assert not torch.allclose(out.logits, ref), location
@@ -84,23 +92,20 @@ def test_weakening_changes_only_training_outputs_and_trains(family):
         out.loss.backward()
         grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
         assert all(g is not None and torch.isfinite(g).all() for g in grads), location
-        assert model.last_location == location
 
 
 def test_input_and_pre_logits_follow_the_mixing_formula():
     model = make("test_resnet", WeakeningPolicy(COUNTS, gamma=0.0, seed=3), location="input").train()
     x, y = batch()
     with torch.no_grad():
-        out = model(x, labels=y)
-        plan = model.last_plan
+        out, plan, _ = weakened(model, x, y, seed=3)
         lam = plan.own_share.view(-1, 1, 1, 1)
         expected = model.backbone(lam * x + (1 - lam) * x[plan.partner])
     torch.testing.assert_close(out.logits, expected)
 
     model = make("test_vit", WeakeningPolicy(COUNTS, gamma=0.0, seed=3), location="pre_logits").train()
     with torch.no_grad():
-        out = model(x, labels=y)
-        plan = model.last_plan
+        out, plan, _ = weakened(model, x, y, seed=3)
         lam = plan.own_share.view(-1, 1)
         pooled = model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)
         expected = model.backbone.get_classifier()(lam * pooled + (1 - lam) * pooled[plan.partner])
@@ -116,34 +121,36 @@ def test_stage_hook_mixes_the_stage_output_and_is_removed():
     consumer.register_forward_pre_hook(lambda m, a: seen.__setitem__("next_input", a[0].detach().clone()))
     x, y = batch()
     with torch.no_grad():
-        model(x, labels=y)
-    plan = model.last_plan
+        _, plan, _ = weakened(model, x, y, seed=4)
     lam = plan.own_share.view(-1, 1, 1, 1)
     torch.testing.assert_close(seen["next_input"], lam * seen["raw"] + (1 - lam) * seen["raw"][plan.partner])
     assert not torch.equal(seen["next_input"], seen["raw"])
     assert len(stage._forward_hooks) == 1  # only the test's hook remains: the mixing hook was removed
 
 
-def test_minor_only_batch_is_untouched_with_linear_rule():
-    model = make("test_resnet", WeakeningPolicy(COUNTS, rule="linear"), location="pre_logits").train()
+def test_minor_only_batch_is_untouched():
+    model = make("test_resnet", WeakeningPolicy(COUNTS, gamma=2.0), location="pre_logits").train()
     x, _ = batch()
-    y = torch.full((8,), 3)
+    y = torch.full((8,), 3)  # the smallest class: p = (4 / 400) ** 2
     with torch.no_grad():
         ref = model.backbone(x)
-        out = model(x, labels=y)
-    assert not model.last_plan.weakened.any()
+        out, plan, _ = weakened(model, x, y)
+    assert not plan.weakened.any()
     assert torch.equal(out.logits, ref)
 
 
-def test_random_location_visits_every_location():
+def test_random_location_takes_the_location_the_draws_pick():
     model = make("resnet8_cifar", WeakeningPolicy(COUNTS, seed=0), location="random").train()
+    concrete = [loc for loc in model.supported_locations if loc != "random"]
     x, y = batch()
-    seen = set()
     with torch.no_grad():
-        for _ in range(60):
-            model(x, labels=y)
-            seen.add(model.last_location)
-    assert seen == set(model.supported_locations) - {"random"}
+        for k, location in enumerate(concrete):
+            pick = (k + 0.5) / len(concrete)  # the draw that selects the k-th location
+            out, _, _ = weakened(model, x, y, seed=k, location=pick)
+            model.location = location
+            fixed, _, _ = weakened(model, x, y, seed=k, location=pick)
+            model.location = "random"
+            assert torch.equal(out.logits, fixed.logits), location
 
 
 def test_weakening_can_be_switched_off_and_policy_none_is_plain():
@@ -158,15 +165,50 @@ def test_weakening_can_be_switched_off_and_policy_none_is_plain():
 
 
 def test_unsupported_locations_and_models_fail_clearly():
-    with pytest.raises(ValueError, match=r"supported: \['input', 'stage:0'"):
+    from procrustean.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"supported: \['input', 'stage:0'"):
         make("test_resnet", WeakeningPolicy(COUNTS), location="stage:99")
-    with pytest.raises(ValueError, match="supported"):
+    with pytest.raises(UsageError, match="use input, stage:K"):
         make("test_resnet", WeakeningPolicy(COUNTS), location="logits")
     assert make("test_resnet", WeakeningPolicy(COUNTS), location="stage:-1").location.startswith("stage:")
-    with pytest.raises(ValueError, match="Unknown timm model 'resnet18x'.*resnet18"):
+    with pytest.raises(UsageError, match="Unknown timm model 'resnet18x'.*resnet18"):
         ProcrusteanModel.from_timm("resnet18x", WeakeningPolicy(COUNTS))
     with pytest.raises(TypeError, match="timm"):
         ProcrusteanModel(torch.nn.Linear(3, 4), WeakeningPolicy(COUNTS))
+    model = make("test_resnet", WeakeningPolicy(COUNTS))
+    with pytest.raises(UsageError, match="supported"):  # checked on assignment too
+        model.location = "stage:42"
+    assert model.location == "pre_logits"
+    model.location = "stage:1"
+    assert model.location == "stage:1"
+
+
+def test_a_policy_for_other_classes_is_refused():
+    from procrustean.errors import UsageError
+
+    with pytest.raises(UsageError, match="7 classes but the backbone .* has 10 outputs"):
+        ProcrusteanModel(timm.create_model("resnet8_cifar", num_classes=10), WeakeningPolicy([5] * 7))
+
+
+def test_from_timm_uses_the_default_location():
+    from procrustean.model import DEFAULT_LOCATION
+
+    model = ProcrusteanModel.from_timm("resnet8_cifar", WeakeningPolicy(COUNTS), num_classes=NUM_CLASSES)
+    assert model.location == DEFAULT_LOCATION == ProcrusteanModel(model.backbone, None).location
+
+
+def test_a_compiled_backbone_is_unwrapped_to_its_modules():
+    backbone = timm.create_model("resnet8_cifar", num_classes=NUM_CLASSES)
+    compiled = torch.compile(backbone)
+    with pytest.warns(UserWarning, match="original module of the compiled backbone"):
+        model = ProcrusteanModel(compiled, WeakeningPolicy(COUNTS, gamma=0.0), location="stage:1")
+    assert model.backbone is backbone
+    x, y = batch()
+    model.train()
+    with torch.no_grad():
+        out, plan, _ = weakened(model, x, y)
+    assert plan.weakened.all() and not torch.allclose(out.logits, backbone(x))
 
 
 def test_distilled_twin_heads_are_weakened_at_pre_logits():
@@ -189,7 +231,7 @@ def test_a_location_the_forward_never_reaches_is_an_error():
     model = make("test_resnet", WeakeningPolicy(COUNTS, gamma=0.0), location="pre_logits").train()
     model.backbone.forward = lambda x: model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)[:, :4]
     x, y = batch()
-    with pytest.raises(RuntimeError, match="never happened"):
+    with pytest.raises(ValueError, match="never happened"):
         model(x, labels=y)
 
 
@@ -215,8 +257,14 @@ def test_wraps_transformers_timm_wrapper():
         assert torch.equal(model(x, labels=y).logits, hf_model(pixel_values=x).logits)
 
 
-def test_from_timm_and_gpu_free_device_handling():
-    model = ProcrusteanModel.from_timm("resnet8_cifar", WeakeningPolicy(COUNTS), num_classes=NUM_CLASSES,
-                                       in_chans=1)
-    out = model.train()(torch.randn(8, 1, 32, 32), labels=batch()[1])
-    assert out.logits.shape == (8, NUM_CLASSES)
+def test_plans_follow_the_features_dtype_and_device():
+    """Draws are made on the CPU in float32 and applied in the features' dtype on their device (here bfloat16)."""
+    model = ProcrusteanModel.from_timm("resnet8_cifar", WeakeningPolicy(COUNTS, gamma=0.0, seed=2), location="input",
+                                       num_classes=NUM_CLASSES, in_chans=1).to(torch.bfloat16).train()
+    x, y = torch.randn(8, 1, 16, 16, dtype=torch.bfloat16), batch()[1]
+    with torch.no_grad():
+        out, plan, draws = weakened(model, x, y, seed=5)
+        weight = (1 - plan.own_share).to(torch.bfloat16).view(-1, 1, 1, 1)
+        expected = model.backbone(torch.lerp(x, x[plan.partner], weight))
+    assert draws.uniform.dtype == torch.float32 and draws.uniform.device.type == "cpu"
+    assert out.logits.dtype == torch.bfloat16 and torch.equal(out.logits, expected)

@@ -10,8 +10,13 @@ def logits_for(predictions, num_classes):
     return torch.nn.functional.one_hot(torch.as_tensor(predictions), num_classes).float()
 
 
+def tracker(num_classes, **kwargs):
+    prior = torch.linspace(1.0, 0.1, num_classes)
+    return ClassProgress(prior, torch.ones(num_classes, dtype=torch.bool), **kwargs)
+
+
 def test_counts_are_averaged_per_sample_and_refreshed_every_interval():
-    progress = ClassProgress(3, momentum=0.5, interval=2)
+    progress = tracker(3, momentum=0.5, interval=2)
     labels = torch.tensor([0, 0, 1, 2])
     assert not progress.update(logits_for([0, 1, 1, 0], 3), labels)  # window only, no refresh yet
     assert torch.isnan(progress.accuracy()).all()
@@ -27,7 +32,7 @@ def test_counts_are_averaged_per_sample_and_refreshed_every_interval():
 
 
 def test_unweakened_samples_only():
-    progress = ClassProgress(2, momentum=0.0, interval=1, samples="unweakened")
+    progress = tracker(2, momentum=0.0, interval=1, samples="unweakened")
     progress.update(logits_for([0, 1, 1, 1], 2), torch.tensor([0, 0, 1, 1]),
                     weakened=torch.tensor([False, True, True, False]))
     torch.testing.assert_close(progress.seen, torch.tensor([1.0, 1.0], dtype=torch.float64))
@@ -51,12 +56,14 @@ def test_policy_uses_the_count_prior_until_every_class_is_seen_then_the_progress
     torch.testing.assert_close(policy.probabilities, torch.tensor([1.0, 0.5, 0.1]))
     policy.observe(logits_for([0, 0, 0], 3), torch.tensor([0, 1, 2]))  # class 0 fitted, 1 and 2 not
     torch.testing.assert_close(policy.probabilities, torch.tensor([1.0, 0.0, 0.0]))
+    labels = torch.tensor([0, 1, 2] * 50)
+    assert policy.plan(labels).weakened[labels != 0].sum() == 0  # plans follow the new probabilities
     policy.observe(logits_for([0, 1, 2], 3), torch.tensor([0, 1, 2]))  # all fitted: no weakening left
     assert policy.probabilities.sum() == 0
     assert policy.config()["rule"] == "progress" and policy.config()["progress_margin"] == 0.5
 
 
-def test_count_rules_ignore_observations():
+def test_count_rule_ignores_observations():
     policy = WeakeningPolicy([100, 10], rule="power", seed=0)
     before = policy.probabilities.clone()
     policy.observe(logits_for([1, 1], 2), torch.tensor([0, 1]))
@@ -72,40 +79,43 @@ def test_bad_progress_settings_fail_early(kwargs, match):
         WeakeningPolicy([10, 5], rule="progress", **kwargs)
 
 
-def test_state_dict_resumes_statistics_and_draws_exactly():
+def test_state_dict_resumes_the_statistics_mid_window():
     def fresh():
         return WeakeningPolicy([40, 20, 5], rule="progress", progress_interval=3, seed=7)
 
     g = torch.Generator().manual_seed(1)
     batches = [(torch.randn(6, 3, generator=g), torch.randint(0, 3, (6,), generator=g)) for _ in range(10)]
-    full, resumed = fresh(), fresh()
-    plans_full = []
+    full, first_half = fresh(), fresh()
     for logits, labels in batches:
-        plan = full.plan(labels)
-        full.observe(logits, labels, plan)
-        plans_full.append(plan)
-    for logits, labels in batches[:4]:  # stop mid-window (4 % 3 != 0), resume in a new policy
+        full.observe(logits, labels, full.plan(labels))
+    for logits, labels in batches[:4]:  # stop mid-window (4 % 3 != 0)
+        first_half.observe(logits, labels, first_half.plan(labels))
+    resumed = fresh()
+    resumed.load_state_dict(first_half.state_dict())
+    assert resumed.progress._batches == 4
+    for logits, labels in batches[4:]:
         resumed.observe(logits, labels, resumed.plan(labels))
-    state = resumed.state_dict()
-    restarted = fresh()
-    restarted.load_state_dict(state)
-    for (logits, labels), expected in zip(batches[4:], plans_full[4:]):
-        plan = restarted.plan(labels)
-        restarted.observe(logits, labels, plan)
-        assert torch.equal(plan.weakened, expected.weakened) and torch.equal(plan.partner, expected.partner)
-    assert torch.equal(restarted.probabilities, full.probabilities)
-    torch.testing.assert_close(restarted.progress.correct, full.progress.correct)
+    assert torch.equal(resumed.probabilities, full.probabilities)
+    torch.testing.assert_close(resumed.progress.correct, full.progress.correct)
     with pytest.raises(ValueError, match="no progress statistics"):
         fresh().load_state_dict(WeakeningPolicy([40, 20, 5]).state_dict())
 
 
-def test_model_feeds_the_statistics_in_training_only():
+def test_the_model_owns_the_statistics_and_feeds_them_in_training_only():
     policy = WeakeningPolicy([30, 3], rule="progress", progress_interval=1, seed=0)
     model = ProcrusteanModel.from_timm("resnet8_cifar", policy, num_classes=2, in_chans=1)
+    assert model.progress is policy.progress
+    assert {"progress.correct", "progress.seen", "progress.probabilities", "progress.batches"} <= set(model.state_dict())
     x, y = torch.randn(8, 1, 16, 16), torch.tensor([0] * 6 + [1] * 2)
     model.eval()
     model(x, labels=y)
-    assert policy.progress.batches == 0
+    assert policy.progress._batches == 0
     model.train()
     model(x, labels=y)
-    assert policy.progress.batches == 1 and policy.progress.seen.tolist() == [6.0, 2.0]
+    assert policy.progress._batches == 1 and policy.progress.seen.tolist() == [6.0, 2.0]
+    # the statistics travel with the model's state_dict (what accelerate and Trainer checkpoint)
+    other = ProcrusteanModel.from_timm("resnet8_cifar", WeakeningPolicy([30, 3], rule="progress", seed=0),
+                                       num_classes=2, in_chans=1)
+    other.load_state_dict(model.state_dict())
+    assert other.progress._batches == 1 and torch.equal(other.progress.seen, policy.progress.seen)
+    assert torch.equal(other.policy.probabilities, policy.probabilities)

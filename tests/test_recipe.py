@@ -1,11 +1,9 @@
 """recipes/train.py end to end: accelerate launch in a subprocess on generated data, exact resume, export."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from recipe_utils import SMALL, pattern_image as _pattern, run
@@ -85,14 +83,13 @@ def test_saved_dataset_other_columns_grey_plain_python_and_failed_push(saved_dat
 
 
 def test_kill_and_resume_mid_epoch_gives_identical_weights(imagefolder, tmp_path):
-    # 36 images, batch 8 -> 5 steps per epoch; 2 epochs; checkpoints every 2 steps; killed (SIGKILL) at step 7
+    # 36 images, batch 8 -> 5 steps per epoch; 2 epochs; checkpoints every 2 steps; killed (SIGKILL) after step 6's
     common = ["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--checkpointing_steps", "2",
               "--weakening_location", "random", "--seed", "3", "--verify_images", "false", *SMALL]
     full = tmp_path / "full"
     run([*common, "--output_dir", str(full)])
     broken = tmp_path / "broken"
-    proc = run([*common, "--output_dir", str(broken)], env_extra={"PROCRUSTEAN_FAULT_KILL_AT_STEP": "7"},
-               check=False)
+    proc = run([*common, "--output_dir", str(broken)], faults=["--kill_after_checkpoint", "6"], check=False)
     assert proc.returncode != 0 and not (broken / "export").exists()
     checkpoints = sorted(p.name for p in (broken / "checkpoints").iterdir())
     assert checkpoints[-1] == "step_00000006"  # the last complete checkpoint, mid-epoch 2

@@ -4,7 +4,7 @@ from .base import ClassWeightedLoss
 from .cdt import CDTLoss
 from .cross_entropy import CrossEntropyLoss
 from .drw import DeferredReweighting, class_balanced_weights
-from .factory import LOSS_NAMES, create_loss
+from .factory import LOSS_NAMES, check_loss_name, create_loss
 from .focal import FocalLoss
 from .ldam import LDAMLoss
 from .logit_adjusted import LogitAdjustedLoss
@@ -18,6 +18,6 @@ __all__ = [
     "FocalLoss",
     "class_balanced_weights",
     "DeferredReweighting",
-    "create_loss",
+    "check_loss_name", "create_loss",
     "LOSS_NAMES",
 ]

@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._counts import ClassCounts, as_class_counts
+from ..data.counts import ClassCounts, as_class_counts
+from ..errors import UsageError
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -47,14 +48,14 @@ class ClassWeightedLoss(nn.Module):
         counts = None if class_counts is None else as_class_counts(class_counts)
         if num_classes is not None:
             if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-                raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+                raise UsageError(f"num_classes must be a positive int, got {num_classes!r}.")
             if counts is not None and counts.numel() != num_classes:
-                raise ValueError(f"num_classes={num_classes} does not match len(class_counts)="
+                raise UsageError(f"num_classes={num_classes} does not match len(class_counts)="
                                  f"{counts.numel()}.")
         elif counts is not None:
             num_classes = counts.numel()
         if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
+            raise UsageError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
         self.num_classes: Optional[int] = num_classes
         self.reduction = reduction
         # Counts stay a plain CPU float64 attribute (exact ratios); derived constants are buffers.
@@ -70,37 +71,37 @@ class ClassWeightedLoss(nn.Module):
         if not weight.is_floating_point():
             weight = weight.to(torch.float32)
         if weight.ndim != 1:
-            raise ValueError(f"class weight must be 1-D (one weight per class), got shape "
+            raise UsageError(f"class weight must be 1-D (one weight per class), got shape "
                              f"{tuple(weight.shape)}.")
         if self.num_classes is not None and weight.numel() != self.num_classes:
-            raise ValueError(f"class weight has {weight.numel()} entries but the loss has "
+            raise UsageError(f"class weight has {weight.numel()} entries but the loss has "
                              f"{self.num_classes} classes.")
         if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()) or not bool(
                 (weight > 0).any()):
-            raise ValueError(f"class weight must be finite, non-negative and not all zero, got "
+            raise UsageError(f"class weight must be finite, non-negative and not all zero, got "
                              f"{weight.tolist()}.")
         self.class_weight = weight.detach()
 
     def _check_inputs(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Validate shapes/dtypes; return labels as int64."""
         if not torch.is_tensor(logits) or logits.ndim != 2 or not logits.is_floating_point():
-            raise ValueError(f"logits must be a 2-D float tensor [batch, num_classes], got "
+            raise UsageError(f"logits must be a 2-D float tensor [batch, num_classes], got "
                              f"{tuple(logits.shape) if torch.is_tensor(logits) else type(logits)}.")
         if not torch.is_tensor(labels) or labels.ndim != 1:
-            raise ValueError(
+            raise UsageError(
                 f"labels must be a 1-D tensor of class indices [batch], got "
                 f"{tuple(labels.shape) if torch.is_tensor(labels) else type(labels)}. Soft or mixed "
                 f"targets are not supported (use timm.loss.SoftTargetCrossEntropy for Mixup).")
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-            raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}.")
+            raise UsageError(f"labels must be integer class indices, got dtype {labels.dtype}.")
         if labels.shape[0] != logits.shape[0]:
-            raise ValueError(f"batch size mismatch: logits have {logits.shape[0]} rows, labels "
+            raise UsageError(f"batch size mismatch: logits have {logits.shape[0]} rows, labels "
                              f"{labels.shape[0]}.")
         num_classes = self.num_classes
         if num_classes is None and self.class_weight is not None:
             num_classes = self.class_weight.numel()
         if num_classes is not None and logits.shape[1] != num_classes:
-            raise ValueError(f"logits have {logits.shape[1]} classes but the loss was built for "
+            raise UsageError(f"logits have {logits.shape[1]} classes but the loss was built for "
                              f"{num_classes} (len(class_counts) / class weight).")
         return labels.long()
 
@@ -130,7 +131,7 @@ def _check_counts_positive(counts: torch.Tensor, loss_name: str, why: str) -> No
     """Refuse zero-count classes for losses whose formula divides by (or takes the log of) n_c."""
     empty = torch.nonzero(counts == 0).flatten().tolist()
     if empty:
-        raise ValueError(f"{loss_name}: class(es) {empty} have zero training samples, so {why} is "
+        raise UsageError(f"{loss_name}: class(es) {empty} have zero training samples, so {why} is "
                          f"undefined. Drop the empty classes or use a loss that does not need "
                          f"per-class counts (e.g. 'ce').")
 
@@ -142,6 +143,6 @@ def _check_real(value: float, name: str, low: float, low_inclusive: bool = True)
     value = float(value)
     ok = value >= low if low_inclusive else value > low
     if not (ok and value == value and value != float("inf")):
-        raise ValueError(f"{name} must be finite and {'>=' if low_inclusive else '>'} {low}, "
+        raise UsageError(f"{name} must be finite and {'>=' if low_inclusive else '>'} {low}, "
                          f"got {value}.")
     return value

@@ -9,8 +9,9 @@ from typing import Optional
 
 import torch
 
-from .._counts import ClassCounts
+from ..data.counts import ClassCounts
 from .base import ClassWeightedLoss, _check_real
+from ..errors import UsageError
 
 
 class CrossEntropyLoss(ClassWeightedLoss):
@@ -34,7 +35,7 @@ class CrossEntropyLoss(ClassWeightedLoss):
         super().__init__(class_counts, num_classes=num_classes, reduction=reduction)
         self.label_smoothing = _check_real(label_smoothing, "label_smoothing", 0.0)
         if self.label_smoothing > 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}.")
+            raise UsageError(f"label_smoothing must be in [0, 1], got {label_smoothing}.")
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         labels = self._check_inputs(logits, labels)

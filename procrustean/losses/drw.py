@@ -14,13 +14,14 @@ from typing import Optional
 
 import torch
 
-from .._counts import ClassCounts, as_class_counts
+from ..data.counts import ClassCounts, as_class_counts
 from .base import ClassWeightedLoss, _check_counts_positive
+from ..errors import UsageError
 
 
 def _check_beta(beta: float) -> float:
     if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= float(beta) < 1.0:
-        raise ValueError(f"beta must be a real number in [0, 1), got {beta!r}.")
+        raise UsageError(f"beta must be a real number in [0, 1), got {beta!r}.")
     return float(beta)
 
 
@@ -54,7 +55,7 @@ class DeferredReweighting:
 
     def __init__(self, class_counts: ClassCounts, beta: float = 0.9999, start_epoch: int = 160) -> None:
         if isinstance(start_epoch, bool) or not isinstance(start_epoch, numbers.Integral) or start_epoch < 0:
-            raise ValueError(f"start_epoch must be an int >= 0, got {start_epoch!r}.")
+            raise UsageError(f"start_epoch must be an int >= 0, got {start_epoch!r}.")
         self.beta = _check_beta(beta)
         self.start_epoch = int(start_epoch)
         self.class_counts = as_class_counts(class_counts)
@@ -67,7 +68,7 @@ class DeferredReweighting:
     def weight_for_epoch(self, epoch: int) -> Optional[torch.Tensor]:
         """Class weight for a 0-based `epoch`: None before `start_epoch`, else a fresh copy."""
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0 (0-based), got {epoch!r}.")
+            raise UsageError(f"epoch must be an int >= 0 (0-based), got {epoch!r}.")
         return None if epoch < self.start_epoch else self.weights.clone()
 
     def apply(self, loss: ClassWeightedLoss, epoch: int) -> Optional[torch.Tensor]:
@@ -75,7 +76,7 @@ class DeferredReweighting:
         if not isinstance(loss, ClassWeightedLoss):
             raise TypeError(f"DRW needs a procrustean ClassWeightedLoss, got {type(loss).__name__}.")
         if loss.num_classes is not None and loss.num_classes != self.num_classes:
-            raise ValueError(f"DRW has {self.num_classes} classes but the loss has {loss.num_classes}.")
+            raise UsageError(f"DRW has {self.num_classes} classes but the loss has {loss.num_classes}.")
         weight = self.weight_for_epoch(epoch)
         loss.set_class_weight(weight)
         return weight

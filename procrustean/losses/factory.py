@@ -4,13 +4,14 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .._counts import ClassCounts
+from ..data.counts import ClassCounts
 from .base import ClassWeightedLoss
 from .cdt import CDTLoss
 from .cross_entropy import CrossEntropyLoss
 from .focal import FocalLoss
 from .ldam import LDAMLoss
 from .logit_adjusted import LogitAdjustedLoss
+from ..errors import UsageError
 
 # name -> (class, needs class_counts, fixed kwargs the caller may not override)
 _REGISTRY: Dict[str, Tuple[Callable[..., ClassWeightedLoss], bool, Dict[str, Any]]] = {
@@ -27,6 +28,17 @@ _ALIASES = {"cross_entropy": "ce", "la": "logit_adjusted"}
 LOSS_NAMES: Tuple[str, ...] = tuple(_REGISTRY) + tuple(_ALIASES)
 
 
+def check_loss_name(name: str) -> str:
+    """The registry key of a loss name (case-insensitive, "-" read as "_"), or a UsageError listing the names."""
+    if not isinstance(name, str):
+        raise TypeError(f"loss name must be a str, got {type(name).__name__}.")
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        raise UsageError(f"Unknown loss {name!r}; choose one of {list(LOSS_NAMES)}.")
+    return key
+
+
 def create_loss(name: str, class_counts: Optional[ClassCounts] = None, **kwargs: Any) -> ClassWeightedLoss:
     """Create a loss by name: "ce" ("cross_entropy"), "logit_adjusted" ("la"), "balanced_softmax"
     (logit-adjusted with tau = 1), "ldam", "cdt", "focal".
@@ -36,12 +48,7 @@ def create_loss(name: str, class_counts: Optional[ClassCounts] = None, **kwargs:
     Remaining keyword arguments go to the loss class; unknown ones raise TypeError.
     Names are case-insensitive and "-" is read as "_".
     """
-    if not isinstance(name, str):
-        raise TypeError(f"loss name must be a str, got {type(name).__name__}.")
-    key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        raise ValueError(f"Unknown loss {name!r}; choose one of {list(LOSS_NAMES)}.")
+    key = check_loss_name(name)
     cls, needs_counts, fixed = _REGISTRY[key]
     params = inspect.signature(cls).parameters
     accepted = [p for p in params if p != "class_counts" and p not in fixed]
@@ -51,5 +58,5 @@ def create_loss(name: str, class_counts: Optional[ClassCounts] = None, **kwargs:
         raise TypeError(f"Unexpected keyword argument(s) {unknown} for loss '{key}'{hint}; "
                         f"accepted: {accepted}.")
     if needs_counts and class_counts is None:
-        raise ValueError(f"Loss '{key}' needs class_counts (the global training count per class).")
+        raise UsageError(f"Loss '{key}' needs class_counts (the global training count per class).")
     return cls(class_counts=class_counts, **fixed, **kwargs)

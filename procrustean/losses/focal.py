@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .._counts import ClassCounts
+from ..data.counts import ClassCounts
 from .base import ClassWeightedLoss, _check_real
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .._counts import ClassCounts
+from ..data.counts import ClassCounts
 from .base import ClassWeightedLoss, _check_counts_positive, _check_real
 
 

@@ -21,6 +21,8 @@ from .cifar_resnet import (
     resnet110_cifar,
 )
 
+from .factory import check_timm_model_name, create_timm_model, inner_timm_model, model_in_chans
+
 CIFAR_RESNET_NAMES = tuple(f"resnet{d}_cifar" for d in CIFAR_RESNET_DEPTHS)
 
 __all__ = [
@@ -32,7 +34,11 @@ __all__ = [
     "CifarResNet",
     "NormedLinear",
     "ShortcutA",
+    "check_timm_model_name",
+    "create_timm_model",
     "hf_model_args",
+    "inner_timm_model",
+    "model_in_chans",
     "resnet8_cifar",
     "resnet20_cifar",
     "resnet32_cifar",

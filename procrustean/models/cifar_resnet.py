@@ -305,7 +305,7 @@ def hf_model_args(model: nn.Module) -> Dict[str, Any]:
 
         timm.models.save_for_hf(model, d, safe_serialization=True, model_args=hf_model_args(model))
     """
-    from .._timm import model_in_chans
+    from .factory import model_in_chans
 
     args: Dict[str, Any] = {}
     in_chans = model_in_chans(model)

@@ -9,13 +9,14 @@
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import uuid
 from pathlib import Path
 from typing import Any, List, Optional
+
+from .._atomic import fsync_tree, swap_in_directory
+from ..errors import MissingInputError, NotEnoughSpaceError, OutputConflictError, OutputNotWritableError
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 RUN_MARKER = "training_config.yaml"
@@ -25,11 +26,11 @@ def prepare_output_dir(output_dir: Path | str, *, resume: bool, overwrite: bool)
     """Create ``output_dir``; refuse one that holds another run unless resuming or overwriting."""
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"--output_dir {path} exists and is not a directory.")
+        raise OutputConflictError(f"--output_dir {path} exists and is not a directory.")
     if path.is_dir() and any(path.iterdir()) and not resume:
         if not overwrite:
             what = "another run" if (path / RUN_MARKER).exists() else "files"
-            raise FileExistsError(f"--output_dir {path} already holds {what}. Pass --resume_from_checkpoint latest "
+            raise OutputConflictError(f"--output_dir {path} already holds {what}. Pass --resume_from_checkpoint latest "
                                   "to continue it, --overwrite_output_dir to replace it, or choose a new directory.")
         shutil.rmtree(path)
     try:
@@ -38,8 +39,8 @@ def prepare_output_dir(output_dir: Path | str, *, resume: bool, overwrite: bool)
         probe.write_bytes(b"0" * 4096)
         probe.unlink()
     except OSError as error:
-        raise PermissionError(f"--output_dir {path} is not writable ({error.strerror or error}). "
-                              "Choose a writable directory with free space.") from error
+        raise OutputNotWritableError(f"--output_dir {path} is not writable ({error.strerror or error}). "
+                                     "Choose a writable directory with free space.") from error
     return path
 
 
@@ -59,12 +60,12 @@ def resolve_resume(resume_from_checkpoint: Optional[str], output_dir: Path | str
     if resume_from_checkpoint == "latest":
         checkpoints = list_checkpoints(output_dir)
         if not checkpoints:
-            raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint in {Path(output_dir) / 'checkpoints'}. "
+            raise MissingInputError(f"--resume_from_checkpoint latest: no checkpoint in {Path(output_dir) / 'checkpoints'}. "
                                     "Start again with --overwrite_output_dir (nothing to resume), or point it at a checkpoint folder.")
         return checkpoints[-1]
     path = Path(resume_from_checkpoint)
     if not path.is_dir() or not any(path.glob("model*.safetensors")) and not any(path.glob("pytorch_model*")):
-        raise FileNotFoundError(f"--resume_from_checkpoint {path} is not a checkpoint folder (expected "
+        raise MissingInputError(f"--resume_from_checkpoint {path} is not a checkpoint folder (expected "
                                 f"{Path(output_dir) / 'checkpoints' / 'step_<N>'} or 'latest').")
     return path
 
@@ -81,30 +82,19 @@ def save_checkpoint(accelerator: Any, output_dir: Path | str, step: int, total_l
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
-    if os.environ.get("PROCRUSTEAN_FAULT_KILL_IN_CHECKPOINT") == str(step):  # fault injection for the tests
-        os.kill(os.getpid(), signal.SIGKILL)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for name in ("training_config.yaml",):
             source = Path(output_dir) / name
             if source.exists():
                 shutil.copy2(source, tmp / name)
-        _fsync_tree(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        fsync_tree(tmp)
+        swap_in_directory(tmp, final)
         if total_limit:
             for old in list_checkpoints(output_dir)[:-total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
-
-
-def _fsync_tree(path: Path) -> None:
-    for file in path.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
 
 
 def check_free_space(output_dir: Path | str, model: Any, optimizer_state_factor: float = 2.0,
@@ -114,6 +104,6 @@ def check_free_space(output_dir: Path | str, model: Any, optimizer_state_factor:
     needed = int(param_bytes * ((1 + optimizer_state_factor) * (checkpoints_kept + 1) + 1)) + 16 * 2**20
     free = shutil.disk_usage(output_dir).free
     if free < needed:
-        raise OSError(f"--output_dir {output_dir} has {free / 2**20:.1f} MiB free but this run needs about "
+        raise NotEnoughSpaceError(f"--output_dir {output_dir} has {free / 2**20:.1f} MiB free but this run needs about "
                       f"{needed / 2**20:.1f} MiB for its checkpoints and export. Free some space, lower "
                       "--checkpoints_total_limit, or choose another directory.")

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from ..errors import MissingColumnError, UsageError
 
 ClassCounts = Union[Sequence[int], np.ndarray, torch.Tensor]
 
@@ -18,14 +19,14 @@ def as_class_counts(class_counts: ClassCounts, name: str = "class_counts") -> to
     counts = torch.as_tensor(np.asarray(class_counts if not torch.is_tensor(class_counts)
                                         else class_counts.detach().cpu().numpy()), dtype=torch.float64)
     if counts.ndim != 1 or counts.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence with one count per class, "
+        raise UsageError(f"{name} must be a non-empty 1-D sequence with one count per class, "
                          f"got shape {tuple(counts.shape)}.")
     if not torch.isfinite(counts).all() or (counts < 0).any():
-        raise ValueError(f"{name} must be finite and non-negative, got {counts.tolist()}.")
+        raise UsageError(f"{name} must be finite and non-negative, got {counts.tolist()}.")
     if (counts != counts.round()).any():
-        raise ValueError(f"{name} must be whole numbers of training samples, got {counts.tolist()}.")
+        raise UsageError(f"{name} must be whole numbers of training samples, got {counts.tolist()}.")
     if counts.sum() == 0:
-        raise ValueError(f"{name} are all zero: there is no training data to be class-aware about.")
+        raise UsageError(f"{name} are all zero: there is no training data to be class-aware about.")
     return counts
 
 
@@ -35,19 +36,19 @@ def counts_from_labels(labels: Union[Iterable[int], torch.Tensor, np.ndarray],
     labels_np = np.asarray(labels.detach().cpu().numpy() if torch.is_tensor(labels) else list(labels)
                            if not isinstance(labels, np.ndarray) else labels)
     if labels_np.size == 0:
-        raise ValueError("No labels given: cannot count classes of an empty training set.")
+        raise UsageError("No labels given: cannot count classes of an empty training set.")
     if labels_np.dtype.kind not in "iu":
         if labels_np.dtype.kind == "f" and np.all(labels_np == np.round(labels_np)):
             labels_np = labels_np.astype(np.int64)
         else:
-            raise ValueError(f"Labels must be integer class indices, got dtype {labels_np.dtype}. "
+            raise UsageError(f"Labels must be integer class indices, got dtype {labels_np.dtype}. "
                              "Encode string labels first (e.g. datasets' `class_encode_column`).")
     labels_np = labels_np.astype(np.int64).reshape(-1)
     low, high = int(labels_np.min()), int(labels_np.max())
     if num_classes is None:
         num_classes = high + 1
     if low < 0 or high >= num_classes:
-        raise ValueError(f"Labels must lie in [0, {num_classes}), found range [{low}, {high}]. "
+        raise UsageError(f"Labels must lie in [0, {num_classes}), found range [{low}, {high}]. "
                          "Pass the right `num_classes` or fix the label column.")
     return torch.from_numpy(np.bincount(labels_np, minlength=num_classes)).long()
 
@@ -56,7 +57,7 @@ def dataset_label_column(dataset: Any, label_column: str) -> np.ndarray:
     """Read a label column from an HF `datasets.Dataset` without decoding images."""
     names = getattr(dataset, "column_names", None)
     if names is not None and label_column not in names:
-        raise KeyError(f"Label column '{label_column}' not found; available columns: {names}. "
+        raise MissingColumnError(f"Label column '{label_column}' not found; available columns: {names}. "
                        "Pass the right `label_column`.")
     if hasattr(dataset, "with_format"):
         # One batched numpy read of this column only; also bypasses a `set_transform` that would

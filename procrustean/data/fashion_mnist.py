@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Tuple
 
 import datasets
 import numpy as np
+from ..errors import MissingInputError, UsageError
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                "Ankle boot"]
@@ -53,24 +54,24 @@ def read_idx(path: os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; a truncated .gz gives EOFError
-        raise ValueError(f"Corrupt IDX file {path}: cannot read it ({err}). Re-download or reinstall it "
+        raise UsageError(f"Corrupt IDX file {path}: cannot read it ({err}). Re-download or reinstall it "
                          "(apt-get install --reinstall dataset-fashion-mnist).") from err
     if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise ValueError(f"Corrupt IDX file {path}: bad magic number {raw[:4].hex() or '(empty)'} (an IDX "
+        raise UsageError(f"Corrupt IDX file {path}: bad magic number {raw[:4].hex() or '(empty)'} (an IDX "
                          "file starts with two zero bytes, a dtype byte and a dimension count).")
     dtype_code, ndim = raw[2], raw[3]
     if dtype_code not in _IDX_DTYPES:
-        raise ValueError(f"Corrupt IDX file {path}: unknown dtype byte 0x{dtype_code:02x} (expected one of "
+        raise UsageError(f"Corrupt IDX file {path}: unknown dtype byte 0x{dtype_code:02x} (expected one of "
                          f"{', '.join(f'0x{c:02x}' for c in _IDX_DTYPES)}).")
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise ValueError(f"Corrupt IDX file {path}: header declares {ndim} dimensions but the file has "
+        raise UsageError(f"Corrupt IDX file {path}: header declares {ndim} dimensions but the file has "
                          f"{len(raw)} bytes.")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise ValueError(f"Corrupt IDX file {path}: dims {dims} need {expected} data bytes, found "
+        raise UsageError(f"Corrupt IDX file {path}: dims {dims} need {expected} data bytes, found "
                          f"{len(raw) - header} (truncated or wrong file).")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
@@ -121,13 +122,13 @@ def _build(folder: Path) -> datasets.DatasetDict:
         image_path, label_path = _find(folder, image_stem), _find(folder, label_stem)
         images, labels = read_idx(image_path), read_idx(label_path)
         if images.ndim != 3 or images.dtype != np.uint8:
-            raise ValueError(f"Corrupt IDX file {image_path}: expected uint8 images [N, H, W], got "
+            raise UsageError(f"Corrupt IDX file {image_path}: expected uint8 images [N, H, W], got "
                              f"{images.dtype} {images.shape}.")
         if labels.shape != (images.shape[0],):
-            raise ValueError(f"{label_path} holds {labels.shape} labels for {images.shape[0]} images in "
+            raise UsageError(f"{label_path} holds {labels.shape} labels for {images.shape[0]} images in "
                              f"{image_path}: the files do not belong together.")
         if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
-            raise ValueError(f"Corrupt IDX file {label_path}: labels must lie in [0, {len(CLASS_NAMES)}), "
+            raise UsageError(f"Corrupt IDX file {label_path}: labels must lie in [0, {len(CLASS_NAMES)}), "
                              f"found [{labels.min()}, {labels.max()}].")
         image_column = [{"bytes": png, "path": None} for png in _encode_pngs(images)]
         splits[split] = datasets.Dataset.from_dict({"image": image_column, "label": labels.astype(np.int64)},
@@ -190,17 +191,17 @@ def load_fashion_mnist(data_dir: Optional[str] = None, *, cache_dir: Optional[st
         explicit = data_dir or os.environ.get(ENV_DIR)
         where = " or ".join(str(p) for p in searched)
         if explicit:
-            raise FileNotFoundError(f"Fashion-MNIST IDX files not found in {where} (from "
+            raise MissingInputError(f"Fashion-MNIST IDX files not found in {where} (from "
                                     f"{'data_dir' if data_dir else '$' + ENV_DIR}). Expected "
                                     f"{', '.join(s + '.gz' for pair in _FILES.values() for s in pair)}.\n"
                                     + _GET_FILES)
         if _offline():
-            raise FileNotFoundError(f"Fashion-MNIST IDX files not found in {where}, and the Hub copy "
+            raise MissingInputError(f"Fashion-MNIST IDX files not found in {where}, and the Hub copy "
                                     f"({HUB_NAME}) cannot be used offline (HF_HUB_OFFLINE is set).\n" + _GET_FILES)
         try:
             return datasets.load_dataset(HUB_NAME)
         except (ConnectionError, FileNotFoundError) as err:
-            raise FileNotFoundError(f"Fashion-MNIST IDX files not found in {where}, and the Hub copy "
+            raise MissingInputError(f"Fashion-MNIST IDX files not found in {where}, and the Hub copy "
                                     f"({HUB_NAME}) could not be loaded ({err}).\n" + _GET_FILES) from err
 
     if not use_cache:

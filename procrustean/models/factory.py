@@ -1,7 +1,11 @@
-"""Small facts about timm models that several modules need."""
+"""Making timm models by name, and finding the timm model inside any wrapper."""
 from __future__ import annotations
 
+import difflib
+from typing import Any
+
 from torch import nn
+from ..errors import UsageError
 
 
 def inner_timm_model(model: nn.Module) -> nn.Module:
@@ -31,3 +35,24 @@ def model_in_chans(model: nn.Module) -> int:
         conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
         in_chans = conv.in_channels if conv is not None else 3
     return int(in_chans)
+
+
+def check_timm_model_name(model_name: str) -> None:
+    """Refuse unknown timm architectures early, with the closest names (hf-hub: and local-dir: pass through)."""
+    import timm
+
+    from . import cifar_resnet  # noqa: F401  (registers the CIFAR ResNets)
+
+    if not model_name.startswith(("hf-hub:", "local-dir:")) and not timm.is_model(model_name):
+        close = difflib.get_close_matches(model_name, timm.list_models(), n=5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UsageError(f"Unknown timm model {model_name!r}.{hint} See `timm.list_models('*pattern*')`, "
+                         "or use 'hf-hub:<repo>' / 'local-dir:<path>'.")
+
+
+def create_timm_model(model_name: str, **create_kwargs: Any) -> nn.Module:
+    """``timm.create_model`` with a clear error for unknown architectures."""
+    import timm
+
+    check_timm_model_name(model_name)
+    return timm.create_model(model_name, **create_kwargs)

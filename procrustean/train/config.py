@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from .model import DEFAULT_LOCATION
+from ..model import DEFAULT_LOCATION
+from ..errors import MissingInputError, UsageError
 
 
 @dataclass
@@ -61,14 +62,11 @@ class TrainConfig:
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "input, stage:K, pre_logits or "
                                     "random (default stage:1: best in docs/RESULTS.md)."})
-    weakening_rule: str = field(default="power", metadata={"help": "power, linear or threshold (class counts), or "
-                                "progress (measured per-class training accuracy, the power rule as its prior)."})
+    weakening_rule: str = field(default="power", metadata={"help": "power ((n_c / n_max) ** gamma from the class "
+                                "counts) or progress (from the measured per-class training accuracy, power as prior)."})
     weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
-    weakening_max_probability: float = field(default=1.0, metadata={"help": "Scales all probabilities."})
-    lam_distribution: str = field(default="uniform", metadata={"help": "Own-share distribution: uniform or beta."})
     lam_min: float = field(default=0.5, metadata={"help": "Smallest own share (uniform)."})
     lam_max: float = field(default=1.0, metadata={"help": "Largest own share (uniform)."})
-    lam_beta_alpha: float = field(default=1.0, metadata={"help": "Beta(a, a) parameter (beta)."})
     weakening_partner: str = field(default="any", metadata={"help": "any or larger_or_equal."})
     progress_margin: float = field(default=0.5, metadata={"help": "progress rule: weaken a class with probability "
                                    "min(1, (its training accuracy - the lowest class's) / margin)."})
@@ -135,39 +133,37 @@ class TrainConfig:
                                         "per-sample loss gradient w.r.t. the classifier's input feature."})
 
     def __post_init__(self) -> None:
-        """Fail on malformed options at parse time, before any data is read."""
-        from .imbalance import parse_imbalance
-        from .losses import LOSS_NAMES
-        from .policy import LAM_DISTRIBUTIONS, PARTNER_RULES, PROBABILITY_RULES
-        from .progress import PROGRESS_SAMPLES
+        """Fail on malformed options at parse time, before any data is read, with the library's own checks."""
+        from ..data.imbalance import parse_imbalance
+        from ..hub.push import check_repo_id
+        from ..losses import check_loss_name
+        from ..model import check_location_name
+        from ..policy import check_policy_settings
 
         parse_imbalance(self.imbalance)
-        choices = {"train_crop": ("pad4", "rrc"), "weakening_rule": PROBABILITY_RULES,
-                   "lam_distribution": LAM_DISTRIBUTIONS, "weakening_partner": PARTNER_RULES,
-                   "progress_samples": PROGRESS_SAMPLES,
-                   "lr_scheduler": ("multistep", "step", "cosine", "constant"),
+        check_loss_name(self.loss)
+        check_location_name(self.weakening_location)
+        check_policy_settings(rule=self.weakening_rule, gamma=self.weakening_gamma, lam_range=(self.lam_min, self.lam_max),
+                              partner=self.weakening_partner, progress_margin=self.progress_margin,
+                              progress_momentum=self.progress_momentum, progress_interval=self.progress_interval,
+                              progress_samples=self.progress_samples)
+        if self.push_to_hub:
+            check_repo_id(self.push_to_hub)
+        choices = {"train_crop": ("pad4", "rrc"), "lr_scheduler": ("multistep", "step", "cosine", "constant"),
                    "mixed_precision": (None, "no", "fp16", "bf16", "fp8")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"--{name} {getattr(self, name)!r} is not one of {list(allowed)}.")
-        if self.loss.lower().replace("-", "_") not in LOSS_NAMES:
-            raise ValueError(f"--loss {self.loss!r} is not one of {list(LOSS_NAMES)}.")
-        location = self.weakening_location
-        if location not in ("input", "pre_logits", "random") and not (
-                location.startswith("stage:") and location[6:].lstrip("-").isdigit()):
-            raise ValueError(f"--weakening_location {location!r}: use input, stage:K, pre_logits or random.")
+                raise UsageError(f"--{name} {getattr(self, name)!r} is not one of {list(allowed)}.")
         if not (self.checkpointing_steps in ("epoch", "no") or self.checkpointing_steps.isdigit()
                 and int(self.checkpointing_steps) > 0):
-            raise ValueError(f"--checkpointing_steps {self.checkpointing_steps!r}: use 'epoch', 'no' or a positive "
+            raise UsageError(f"--checkpointing_steps {self.checkpointing_steps!r}: use 'epoch', 'no' or a positive "
                              "number of steps.")
-        for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "eval_every_epochs",
+                     "in_chans"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+                raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}.")
         if self.max_train_steps is not None and self.max_train_steps < 1:
-            raise ValueError(f"--max_train_steps must be >= 1, got {self.max_train_steps}.")
-        if not 0.0 <= self.lam_min <= self.lam_max <= 1.0:
-            raise ValueError(f"--lam_min / --lam_max must satisfy 0 <= lam_min <= lam_max <= 1, got "
-                             f"{self.lam_min}, {self.lam_max}.")
+            raise UsageError(f"--max_train_steps must be >= 1, got {self.max_train_steps}.")
         if self.model_kwargs:
             import json
 
@@ -175,16 +171,9 @@ class TrainConfig:
                 if not isinstance(json.loads(self.model_kwargs), dict):
                     raise ValueError
             except ValueError:
-                raise ValueError(f"--model_kwargs must be a JSON object, got {self.model_kwargs!r}.") from None
-        if not (self.progress_margin > 0 and 0 <= self.progress_momentum < 1 and self.progress_interval >= 1):
-            raise ValueError(f"--progress_margin must be > 0, --progress_momentum in [0, 1) and --progress_interval "
-                             f">= 1, got {self.progress_margin}, {self.progress_momentum}, {self.progress_interval}.")
+                raise UsageError(f"--model_kwargs must be a JSON object, got {self.model_kwargs!r}.") from None
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
-            raise ValueError("--mixup_alpha / --cutmix_alpha must be >= 0.")
-        if self.eval_every_epochs < 1:
-            raise ValueError(f"--eval_every_epochs must be >= 1, got {self.eval_every_epochs}.")
-        if self.in_chans < 1:
-            raise ValueError(f"--in_chans must be >= 1, got {self.in_chans}.")
+            raise UsageError("--mixup_alpha / --cutmix_alpha must be >= 0.")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -199,16 +188,16 @@ def _check_keys(keys: Sequence[str], source: str) -> None:
     if unknown:
         hints = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
         said = ", ".join(f"{k!r}" + (f" (did you mean {v[0]!r}?)" if v else "") for k, v in hints.items())
-        raise ValueError(f"Unknown option(s) in {source}: {said}. See `recipes/train.py --help`.")
+        raise UsageError(f"Unknown option(s) in {source}: {said}. See `recipes/train.py --help`.")
 
 
 def load_config_file(path: Path | str) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Config file {path} does not exist.")
+        raise MissingInputError(f"Config file {path} does not exist.")
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"Config file {path} must hold a mapping of option: value.")
+        raise UsageError(f"Config file {path} must hold a mapping of option: value.")
     _check_keys(list(values), str(path))
     return values
 

@@ -1,4 +1,4 @@
-"""Publish an export folder (:func:`procrustean.export.export_model`) to the Hugging Face Hub.
+"""Publish an export folder (:func:`procrustean.hub.export_model`) to the Hugging Face Hub.
 
 Publishing is a separate, retryable step on purpose: a training run must not lose its result because
 the network, the token or the Hub failed at the end. The export is only read, never changed; every
@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
+from ..errors import UsageError
+from .export import MODEL_CARD_NAME, REQUIRED_FILES as EXPORT_FILES
+
+REQUIRED_FILES = (*EXPORT_FILES, MODEL_CARD_NAME)  # a pushed model has its card
 DEFAULT_COMMIT_MESSAGE = "Upload Procrustean-trained model"
 
 __all__ = ["HubPushError", "push_export", "retry_command", "check_export_dir", "main"]
@@ -48,33 +51,34 @@ def check_export_dir(export_dir: Union[str, os.PathLike]) -> Path:
     path = Path(export_dir).expanduser().absolute()
     if not path.is_dir():
         raise HubPushError(f"Export directory {path} does not exist (nothing was pushed); "
-                           "write it first with procrustean.export.export_model(...).")
+                           "write it first with procrustean.hub.export_model(...).")
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if missing:
-        fix = (" (write a model card with procrustean.export.render_model_card and pass it as "
+        fix = (" (write a model card with procrustean.hub.render_model_card and pass it as "
                "export_model(..., model_card=...))" if missing == ["README.md"] else
-               " (re-export with procrustean.export.export_model)")
+               " (re-export with procrustean.hub.export_model)")
         raise HubPushError(f"Export directory {path} lacks {', '.join(missing)}; nothing was pushed{fix}.")
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise HubPushError(f"{path / 'config.json'} is not valid JSON ({e}); nothing was pushed; "
-                           "re-export with procrustean.export.export_model.") from None
+                           "re-export with procrustean.hub.export_model.") from None
     if not isinstance(config, dict) or "architecture" not in config:
         raise HubPushError(f"{path / 'config.json'} is not a timm config (no 'architecture'); nothing was pushed; "
-                           "re-export with procrustean.export.export_model.")
+                           "re-export with procrustean.hub.export_model.")
     return path
 
 
-def _check_repo_id(repo_id: str) -> None:
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a malformed repo id (UsageError) before anything is trained or uploaded."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
         reason = str(e).strip().splitlines()[0]
-        raise HubPushError(f"Invalid repo id {repo_id!r}: {reason} Use 'owner/name' (letters, digits, '-', '_', "
-                           "'.'); nothing was pushed.") from None
+        raise UsageError(f"Invalid repo id {repo_id!r}: {reason} Use 'owner/name' (letters, digits, '-', '_', "
+                         "'.'); nothing was pushed.") from None
 
 
 def _describe(error: BaseException) -> str:
@@ -107,7 +111,7 @@ def push_export(export_dir: Union[str, os.PathLike], repo_id: str, *, token: Opt
     (created if missing). Raises :class:`HubPushError` on any failure.
     """
     path = check_export_dir(export_dir)
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     retry = retry_command(path, repo_id, private=private, revision=revision)
 
     def fail(reason: str) -> HubPushError:
@@ -136,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Publish a procrustean export folder to the Hugging Face Hub.")
     commands = parser.add_subparsers(dest="command", required=True)
     push = commands.add_parser("push", help="create the repo if needed and upload the export folder")
-    push.add_argument("export_dir", help="folder written by procrustean.export.export_model")
+    push.add_argument("export_dir", help="folder written by procrustean.hub.export_model")
     push.add_argument("repo_id", help="Hub model repo, 'owner/name'")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--token", default=None,
@@ -158,12 +162,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         url = push_export(args.export_dir, args.repo_id, token=args.token, private=args.private,
                           revision=args.revision, commit_message=args.commit_message)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except HubPushError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(url)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._counts import counts_from_labels, dataset_label_column, dataset_num_classes
+from .counts import counts_from_labels, dataset_label_column, dataset_num_classes
+from .verification import check_no_empty_classes
+from ..errors import UsageError
 
 PROFILES = ("exp", "step", "none")
 _ACCEPTED = "'exp:<ratio>' (e.g. 'exp:100'), 'step:<ratio>' (e.g. 'step:10') or 'none', with ratio >= 1"
@@ -26,10 +28,10 @@ def _check_ratio(ratio: Any, context: str) -> float:
     try:
         value = float(ratio)
     except (TypeError, ValueError):
-        raise ValueError(f"{context}: imbalance ratio must be a number >= 1, got {ratio!r}. "
+        raise UsageError(f"{context}: imbalance ratio must be a number >= 1, got {ratio!r}. "
                          f"Accepted specs: {_ACCEPTED}.") from None
     if not math.isfinite(value) or value < 1:
-        raise ValueError(f"{context}: imbalance ratio rho = n_max / n_min must be finite and >= 1, got "
+        raise UsageError(f"{context}: imbalance ratio rho = n_max / n_min must be finite and >= 1, got "
                          f"{ratio!r}. Accepted specs: {_ACCEPTED}.")
     return value
 
@@ -37,13 +39,13 @@ def _check_ratio(ratio: Any, context: str) -> float:
 def parse_imbalance(spec: str) -> Tuple[str, float]:
     """Parse a CLI/config spec such as ``"exp:100"`` into ``(profile, ratio)``; ``"none"`` -> ratio 1."""
     if not isinstance(spec, str):
-        raise ValueError(f"Imbalance spec must be a string, got {type(spec).__name__}. Accepted: {_ACCEPTED}.")
+        raise UsageError(f"Imbalance spec must be a string, got {type(spec).__name__}. Accepted: {_ACCEPTED}.")
     text = spec.strip().lower()
     if text == "none":
         return "none", 1.0
     profile, sep, ratio = text.partition(":")
     if profile not in ("exp", "step") or not sep or not ratio.strip():
-        raise ValueError(f"Malformed imbalance spec {spec!r}. Accepted: {_ACCEPTED}.")
+        raise UsageError(f"Malformed imbalance spec {spec!r}. Accepted: {_ACCEPTED}.")
     return profile, _check_ratio(ratio.strip(), f"Imbalance spec {spec!r}")
 
 
@@ -55,34 +57,34 @@ def imbalanced_counts(profile: str, ratio: float, n_max: int, num_classes: int,
     which at mu = 0.5 is exactly LDAM-DRW's ``C // 2`` major classes. "none" ignores `ratio`.
     """
     if profile not in PROFILES:
-        raise ValueError(f"Unknown imbalance profile {profile!r}; choose one of {PROFILES}.")
+        raise UsageError(f"Unknown imbalance profile {profile!r}; choose one of {PROFILES}.")
     ratio = _check_ratio(ratio, f"Profile {profile!r}")
     if isinstance(n_max, bool) or int(n_max) != n_max or n_max < 1:
-        raise ValueError(f"n_max (samples of the largest class) must be a positive integer, got {n_max!r}.")
+        raise UsageError(f"n_max (samples of the largest class) must be a positive integer, got {n_max!r}.")
     if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+        raise UsageError(f"num_classes must be a positive integer, got {num_classes!r}.")
     n_max, num_classes = int(n_max), int(num_classes)
     factor = 1.0 / ratio  # LDAM-DRW's `imb_factor`; keep its arithmetic so counts match bit for bit
 
     if profile == "none":
         return [n_max] * num_classes
     if num_classes < 2:
-        raise ValueError(f"A {profile!r} imbalance needs at least 2 classes, got num_classes={num_classes}.")
+        raise UsageError(f"A {profile!r} imbalance needs at least 2 classes, got num_classes={num_classes}.")
     if profile == "exp":
         counts = [int(n_max * factor ** (i / (num_classes - 1.0))) for i in range(num_classes)]
     else:
         if not 0.0 < minor_fraction < 1.0:
-            raise ValueError(f"minor_fraction must lie strictly between 0 and 1, got {minor_fraction}.")
+            raise UsageError(f"minor_fraction must lie strictly between 0 and 1, got {minor_fraction}.")
         num_minor = math.ceil(num_classes * minor_fraction - 1e-9)  # tolerate 0.1 + 0.2-style floats
         num_major = num_classes - num_minor
         if num_minor < 1 or num_major < 1:
-            raise ValueError(f"minor_fraction={minor_fraction} with {num_classes} classes gives "
+            raise UsageError(f"minor_fraction={minor_fraction} with {num_classes} classes gives "
                              f"{num_major} major and {num_minor} minor classes; a step imbalance needs "
                              "at least one of each.")
         counts = [n_max] * num_major + [int(n_max * factor)] * num_minor
     if min(counts) < 1:
         empty = [i for i, n in enumerate(counts) if n < 1]
-        raise ValueError(f"{profile}:{ratio:g} with n_max={n_max} leaves classes {empty} with 0 samples "
+        raise UsageError(f"{profile}:{ratio:g} with n_max={n_max} leaves classes {empty} with 0 samples "
                          f"(n_max / ratio < 1). Lower the ratio or raise n_max to at least {math.ceil(ratio)}.")
     return counts
 
@@ -90,18 +92,18 @@ def imbalanced_counts(profile: str, ratio: float, n_max: int, num_classes: int,
 def _resolve_profile(profile: str, ratio: Optional[float]) -> Tuple[str, float]:
     """Accept either a spec string ("exp:100", "none") or a profile name plus `ratio`."""
     if not isinstance(profile, str):
-        raise ValueError(f"profile must be a string, got {type(profile).__name__}. Accepted: {_ACCEPTED}.")
+        raise UsageError(f"profile must be a string, got {type(profile).__name__}. Accepted: {_ACCEPTED}.")
     name = profile.strip().lower()
     if ":" in name or (name == "none" and ratio is None):
         if ratio is not None:
-            raise ValueError(f"Give the ratio once: either profile={profile!r} alone or a profile name "
+            raise UsageError(f"Give the ratio once: either profile={profile!r} alone or a profile name "
                              f"with ratio=..., not both (got ratio={ratio!r}).")
         return parse_imbalance(profile)
     if name not in PROFILES:
-        raise ValueError(f"Unknown imbalance profile {profile!r}. Accepted: {_ACCEPTED}, or a name in "
+        raise UsageError(f"Unknown imbalance profile {profile!r}. Accepted: {_ACCEPTED}, or a name in "
                          f"{PROFILES} with ratio=....")
     if ratio is None:
-        raise ValueError(f"Profile {profile!r} needs a ratio: pass ratio=100 or the spec '{name}:100'.")
+        raise UsageError(f"Profile {profile!r} needs a ratio: pass ratio=100 or the spec '{name}:100'.")
     return name, _check_ratio(ratio, f"Profile {profile!r}")
 
 
@@ -151,20 +153,16 @@ def make_imbalanced(dataset: Any, profile: str, ratio: Optional[float] = None,
     labels = labels.astype(np.int64)
     num_classes = len(available)
 
-    empty = [c for c, n in enumerate(available) if n == 0]
-    if empty:
-        raise ValueError(f"Classes {empty} have no samples in column '{label_column}' (of {num_classes} "
-                         "classes): an imbalanced subset cannot create data. Check the split, or pass "
-                         "`num_classes` if the ClassLabel declares classes that do not exist.")
+    check_no_empty_classes(available)  # an imbalanced subset cannot create data for a class that has none
     if max_per_class is not None and (isinstance(max_per_class, bool) or int(max_per_class) != max_per_class
                                       or max_per_class < 1):
-        raise ValueError(f"max_per_class must be a positive integer, got {max_per_class!r}.")
+        raise UsageError(f"max_per_class must be a positive integer, got {max_per_class!r}.")
     n_max = int(max_per_class) if max_per_class is not None else max(available)
     targets = imbalanced_counts(profile, ratio, n_max, num_classes, minor_fraction=minor_fraction)
     if class_order is not None:
         order = [int(c) for c in class_order]
         if sorted(order) != list(range(num_classes)):
-            raise ValueError(f"class_order must be a permutation of the {num_classes} class ids 0..{num_classes - 1} "
+            raise UsageError(f"class_order must be a permutation of the {num_classes} class ids 0..{num_classes - 1} "
                              f"(which class gets the largest count first), got {list(class_order)}.")
         by_class = [0] * num_classes
         for rank, c in enumerate(order):
@@ -177,7 +175,7 @@ def make_imbalanced(dataset: Any, profile: str, ratio: Optional[float] = None,
         fits = _largest_fitting_n_max(profile, ratio, n_max, available, minor_fraction)
         fix = (f"Pass max_per_class={fits} (the largest n_max every class can fill)" if fits
                else "No n_max fits; use a smaller ratio")
-        raise ValueError(f"Not enough samples for {profile}:{ratio:g} with n_max={n_max}: {detail}. "
+        raise UsageError(f"Not enough samples for {profile}:{ratio:g} with n_max={n_max}: {detail}. "
                          f"{fix}.")
 
     rng = np.random.RandomState(seed)
@@ -204,14 +202,14 @@ class ClassHistogram:
     def __post_init__(self) -> None:
         counts = np.asarray(self.counts.detach().cpu().numpy() if torch.is_tensor(self.counts) else self.counts)
         if counts.ndim != 1 or counts.size == 0:
-            raise ValueError(f"counts must be a non-empty 1-D list (one count per class), got shape {counts.shape}.")
+            raise UsageError(f"counts must be a non-empty 1-D list (one count per class), got shape {counts.shape}.")
         if np.any(counts < 0) or np.any(counts != np.round(counts)):
-            raise ValueError(f"counts must be non-negative integers, got {counts.tolist()}.")
+            raise UsageError(f"counts must be non-negative integers, got {counts.tolist()}.")
         self.counts = [int(n) for n in counts]
         if self.class_names is not None:
             self.class_names = [str(name) for name in self.class_names]
             if len(self.class_names) != len(self.counts):
-                raise ValueError(f"Got {len(self.class_names)} class_names for {len(self.counts)} classes; "
+                raise UsageError(f"Got {len(self.class_names)} class_names for {len(self.counts)} classes; "
                                  "pass one name per class.")
 
     @property

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .losses import DeferredReweighting, create_loss
-from .model import create_timm_model
+from ..losses import DeferredReweighting, create_loss
+from ..models.factory import create_timm_model
 
 _LOSS_KWARGS = {
     "logit_adjusted": {"tau": "loss_tau"}, "la": {"tau": "loss_tau"},
@@ -22,16 +22,21 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     """``timm.create_model`` with the data's class count and channels (clear error for unknown names)."""
     kwargs: dict = dict(pretrained=config.pretrained, num_classes=num_classes, in_chans=config.in_chans,
                         drop_rate=config.drop_rate)
-    if config.img_size and _takes_img_size(config.model):
+    if config.img_size and _fixed_input_size(config.model):
         kwargs["img_size"] = config.img_size
     if config.model_kwargs:
         kwargs.update(json.loads(config.model_kwargs))
     return create_timm_model(config.model, **kwargs)
 
 
-def _takes_img_size(model_name: str) -> bool:
-    """Transformer families fix their position embeddings at construction; CNNs take any input size."""
-    return any(key in model_name for key in ("vit", "deit", "swin", "eva", "beit", "cait", "xcit", "mixer"))
+def _fixed_input_size(model_name: str) -> bool:
+    """timm's pretrained config says whether an architecture fixes its input size at construction (ViT-like
+    models: position embeddings), so that it must be built with ``img_size``; CNNs take any size."""
+    import timm
+
+    if not timm.is_model(model_name):  # hf-hub: / local-dir: checkpoints carry their img_size in model_args
+        return False
+    return bool(getattr(timm.models.get_pretrained_cfg(model_name), "fixed_input_size", False))
 
 
 def build_loss_and_drw(config: TrainConfig, class_counts: Any) -> Tuple[nn.Module, Optional[DeferredReweighting]]:
@@ -52,11 +57,12 @@ def build_optimizer_and_scheduler(config: TrainConfig, model: nn.Module, steps_p
     kwargs = dict(momentum=config.momentum) if config.optimizer.lower() in ("sgd", "momentum", "nesterov") else {}
     optimizer = create_optimizer_v2(model, opt=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
                                     **kwargs)
-    sched = "step" if config.lr_scheduler == "constant" else config.lr_scheduler
+    # "constant" is timm's multistep schedule without milestones: warm-up, then the peak rate throughout
+    sched = "multistep" if config.lr_scheduler == "constant" else config.lr_scheduler
+    milestones = [] if config.lr_scheduler == "constant" else list(config.lr_decay_epochs)
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched=sched, num_epochs=num_epochs,
-        decay_epochs=10**9 if config.lr_scheduler == "constant" else max(1, num_epochs // 3),
-        decay_milestones=list(config.lr_decay_epochs), decay_rate=config.lr_decay_rate, min_lr=config.min_lr,
+        optimizer, sched=sched, num_epochs=num_epochs, decay_epochs=max(1, num_epochs // 3),
+        decay_milestones=milestones, decay_rate=config.lr_decay_rate, min_lr=config.min_lr,
         warmup_lr=config.lr * 0.01 if config.warmup_epochs else config.lr, warmup_epochs=config.warmup_epochs,
         step_on_epochs=False, updates_per_epoch=steps_per_epoch)
     return optimizer, scheduler

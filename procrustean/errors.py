@@ -1,0 +1,34 @@
+"""Errors that mean "the input is wrong", as opposed to a bug.
+
+Validation code raises :class:`UsageError` (or a subclass) with a message that names the problem and
+the fix; the recipe catches only these, prints that one line and exits with status 2. Anything else
+is a bug and keeps its traceback. They subclass the built-in types a library user would expect
+(``ValueError``, ``FileNotFoundError``, ...), so ``except ValueError`` keeps working.
+"""
+
+
+class UsageError(ValueError):
+    """A bad option, config file or data set; the message says how to fix it."""
+
+
+class MissingInputError(UsageError, FileNotFoundError):
+    """A file, folder, checkpoint or data set that was named does not exist."""
+
+
+class MissingColumnError(UsageError, KeyError):
+    """A data set lacks the column it was asked for."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class OutputConflictError(UsageError, FileExistsError):
+    """An output path already holds something that must not be replaced."""
+
+
+class NotEnoughSpaceError(UsageError, OSError):
+    """The output disk cannot hold what the run will write."""
+
+
+class OutputNotWritableError(UsageError, PermissionError):
+    """The output directory cannot be written."""

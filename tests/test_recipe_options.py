@@ -1,0 +1,111 @@
+"""Recipe options that change training, each shown to have its effect: accumulation, the weakening stop epoch,
+DRW, gradient clipping; and the line between bad input (one line, exit 2) and bugs (a traceback)."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recipe_utils import SMALL, run
+
+
+def _train(imagefolder, out, *args, **kwargs):
+    run(["--dataset", str(imagefolder), "--imbalance", "exp:3", "--epochs", "2", "--output_dir", str(out), "--seed", "4",
+         "--verify_images", "false", "--checkpointing_steps", "no", *SMALL, *args], launcher="python", **kwargs)
+    return load_file(out / "export" / "model.safetensors")
+
+
+def _max_difference(a, b, parameters_only=False):
+    buffers = ("running_mean", "running_var", "num_batches_tracked")  # batch-norm statistics move without gradients
+    keys = [k for k in a if not (parameters_only and k.endswith(buffers))]
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in keys)
+
+
+def _history(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_weakening_stop_epoch(imagefolder, tmp_path):
+    off = _train(imagefolder, tmp_path / "off", "--weakening", "false")
+    stopped_at_0 = _train(imagefolder, tmp_path / "stop0", "--weakening_stop_epoch", "0")
+    stopped_at_1 = _train(imagefolder, tmp_path / "stop1", "--weakening_stop_epoch", "1")
+    assert _max_difference(off, stopped_at_0) == 0  # stopped before it started: exactly the baseline
+    assert _max_difference(off, stopped_at_1) > 0  # weakened during epoch 0
+    assert [h["weakening"] for h in _history(tmp_path / "stop1")] == [True, False]
+    assert [h["weakening"] for h in _history(tmp_path / "stop0")] == [False, False]
+
+
+def test_drw_epoch_reweights_from_that_epoch(imagefolder, tmp_path):
+    plain = _train(imagefolder, tmp_path / "plain", "--weakening", "false", "--epochs", "1")
+    drw_later = _train(imagefolder, tmp_path / "drw1", "--weakening", "false", "--epochs", "1", "--drw_epoch", "1")
+    drw_now = _train(imagefolder, tmp_path / "drw0", "--weakening", "false", "--epochs", "1", "--drw_epoch", "0")
+    assert _max_difference(plain, drw_later) == 0  # DRW from epoch 1 does not touch epoch 0
+    assert _max_difference(plain, drw_now) > 1e-4  # class-balanced weights from the start change the training
+
+
+def test_max_grad_norm_clips_every_update(imagefolder, tmp_path):
+    # with gradients clipped to 1e-6, an update moves the weights by ~lr * weight decay * w only (< 1e-4)
+    two = _train(imagefolder, tmp_path / "two", "--max_grad_norm", "1e-6", "--max_train_steps", "2")
+    four = _train(imagefolder, tmp_path / "four", "--max_grad_norm", "1e-6", "--max_train_steps", "4")
+    free = _train(imagefolder, tmp_path / "free", "--max_train_steps", "4")
+    assert _max_difference(two, four, parameters_only=True) < 1e-4
+    assert _max_difference(two, free, parameters_only=True) > 1e-3
+
+
+def test_gradient_accumulation_counts_optimizer_steps(imagefolder, tmp_path):
+    # exp:3 of 12 per class -> 22 images, batch 8 -> 3 batches per epoch; 2 per optimizer step -> 2 steps per epoch
+    _train(imagefolder, tmp_path / "acc", "--gradient_accumulation_steps", "2")
+    results = json.loads((tmp_path / "acc" / "all_results.json").read_text())
+    assert results["steps"] == 4 and [h["step"] for h in _history(tmp_path / "acc")] == [2, 4]
+
+
+def test_a_bug_inside_the_training_loop_keeps_its_traceback(imagefolder, tmp_path):
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "1", "--output_dir",
+                str(tmp_path / "run"), "--verify_images", "false", *SMALL], launcher="python", check=False,
+               faults=["--raise_at_batch", "2"])
+    assert proc.returncode not in (0, 2)
+    assert "Traceback" in proc.stderr and "KeyError: 'simulated bug inside the training loop'" in proc.stderr
+
+
+def test_an_invalid_repo_id_is_refused_before_anything_runs(imagefolder, tmp_path):
+    out = tmp_path / "run"
+    proc = run(["--dataset", str(imagefolder), "--output_dir", str(out), "--push_to_hub", "not a/valid//repo", *SMALL],
+               launcher="python", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: Invalid repo id")
+    assert not out.exists()  # refused while parsing the options: no data read, nothing trained or written
+
+
+@pytest.mark.parametrize("argv, error, message", [
+    (["--weakening_rule", "sqrt"], "UsageError", "Unknown weakening rule 'sqrt'"),
+    (["--weakening_partner", "minor"], "UsageError", "Unknown partner rule 'minor'"),
+    (["--lam_min", "0.9", "--lam_max", "0.2"], "UsageError", "lam_range"),
+    (["--weakening_location", "logits"], "UsageError", "use input, stage:K"),
+    (["--loss", "hinge"], "UsageError", "Unknown loss 'hinge'"),
+    (["--progress_momentum", "1.5"], "UsageError", "progress momentum"),
+    (["--push_to_hub", "a/b/c"], "UsageError", "Invalid repo id"),
+    (["--config", "/nonexistent.yaml"], "MissingInputError", "does not exist"),
+])
+def test_option_errors_are_usage_errors_naming_the_fix(argv, error, message):
+    import procrustean.errors as errors
+    from procrustean.train.config import parse_config
+
+    with pytest.raises(getattr(errors, error), match=message) as info:
+        parse_config(argv)
+    assert isinstance(info.value, errors.UsageError)
+
+
+def test_library_validation_raises_usage_errors(tmp_path):
+    from datasets import Dataset
+
+    import procrustean
+    from procrustean.data import load_image_dataset, make_imbalanced
+    from procrustean.errors import MissingColumnError, MissingInputError, UsageError
+
+    with pytest.raises(UsageError, match="Malformed imbalance spec"):
+        procrustean.parse_imbalance("exp")
+    with pytest.raises(MissingInputError, match="No such file or folder"):
+        load_image_dataset(str(tmp_path / "missing" / "data.parquet"))
+    with pytest.raises(MissingColumnError, match="Label column 'y' not found"):
+        make_imbalanced(Dataset.from_dict({"label": [0, 1]}), "exp:2", label_column="y")
+    with pytest.raises(UsageError, match="labels must lie in"):
+        procrustean.WeakeningPolicy([3, 3]).plan(torch.tensor([0, 2]))
