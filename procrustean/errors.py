@@ -32,3 +32,7 @@ class NotEnoughSpaceError(UsageError, OSError):
 
 class OutputNotWritableError(UsageError, PermissionError):
     """The output directory cannot be written."""
+
+
+class UnsafeCheckpointError(UsageError):
+    """A checkpoint holds something that loading could execute (not plain tensors and numbers)."""

@@ -28,10 +28,11 @@ from procrustean.data import (SampleSeededDataset, build_transforms, check_no_em
                               load_image_dataset, make_imbalanced, model_data_config, verify_images,
                               with_image_transform)
 from procrustean.errors import UsageError
-from procrustean.hub import HubPushError, push_export
+from procrustean.hub.publisher import HubPublisher
 from procrustean.metrics.per_class import PerClassAccuracy
 from procrustean.models import check_timm_model_name
-from procrustean.train.checkpoints import check_free_space, prepare_output_dir, resolve_resume, save_checkpoint
+from procrustean.train.checkpoints import (check_free_space, load_checkpoint, prepare_output_dir, resolve_resume,
+                                          save_checkpoint)
 from procrustean.train.config import TrainConfig, parse_config
 from procrustean.train.diagnostics import FeatureGradientMonitor
 from procrustean.train.distributed import all_finite
@@ -59,7 +60,12 @@ def training_function(config: TrainConfig) -> int:
         prepare_output_dir(output_dir, resume=config.resume_from_checkpoint is not None,
                            overwrite=config.overwrite_output_dir)
     accelerator.wait_for_everyone()
-    resume_path = resolve_resume(config.resume_from_checkpoint, output_dir)
+    with accelerator.main_process_first():  # a Hub checkpoint is downloaded once, into the shared HF cache
+        resume_path = resolve_resume(config.resume_from_checkpoint, output_dir, token=config.hub_token)
+    publisher = None  # uploads in the background, main process only (--push_to_hub, --hub_strategy)
+    if config.push_to_hub and accelerator.is_main_process:
+        publisher = HubPublisher(config.push_to_hub, config.hub_strategy, staging_dir=output_dir / ".hub-staging",
+                                 token=config.hub_token, private=config.hub_private_repo, revision=config.hub_revision)
     set_seed(config.seed)
     if config.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -129,8 +135,7 @@ def training_function(config: TrainConfig) -> int:
     eval_loader, train_eval_loader = (accelerator.prepare(loader) if loader is not None else None
                                       for loader in (eval_loader, train_eval_loader))
     gradients = FeatureGradientMonitor(backbone, data.num_classes) if config.log_feature_gradients else None
-    state = RunState(PerClassAccuracy(data.num_classes), gradients)
-    accelerator.register_for_checkpointing(scheduler, state)
+    state = RunState(PerClassAccuracy(data.num_classes), gradients)  # checkpointed as JSON (never pickle)
 
     log = MetricsLog(output_dir, accelerator)
     if accelerator.is_main_process:
@@ -140,8 +145,24 @@ def training_function(config: TrainConfig) -> int:
         accelerator.init_trackers("procrustean", config=log.tracker_config(config))
     if resume_path is not None:
         accelerator.print(f"Resuming from {resume_path}")
-        accelerator.load_state(str(resume_path))
+        state.load_state_dict(load_checkpoint(accelerator, resume_path))
         log.restore(state.history)
+    def write_outputs(verify: bool = True) -> Path:
+        """all_results.json, plots/, the model card and export/ (main process): at the end, and at each save
+        while publishing (so the Hub gets the latest weights and metrics)."""
+        results = write_results(output_dir, state, histogram.counts, data.class_names)
+        plots = write_plots(output_dir, state.history, data.class_names, histogram.counts)
+        card = run_model_card(config, policy if weakening else None, results, plots)
+        data_config = model_data_config(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
+        return export_run(backbone, output_dir, card=card, plots=plots, config=config, class_names=data.class_names,
+                          data_config=data_config, verify=verify)
+
+    def checkpoint() -> None:
+        state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step, config.checkpoints_total_limit,
+                                                    run_state=state.state_dict()))
+        if publisher is not None and config.hub_strategy != "end":
+            publisher.publish(state.step, write_outputs(verify=False), Path(state.last_checkpoint))
+
     accelerator.print(f"\n{len(train_set)} training images, {steps_per_epoch} steps per epoch, "
                       f"{num_epochs} epochs, {total_steps} steps, {accelerator.num_processes} process(es)")
 
@@ -188,8 +209,7 @@ def training_function(config: TrainConfig) -> int:
                 progress.update(1)
                 progress.set_postfix(loss=f"{outputs.loss.item():.3f}", epoch=epoch)
                 if config.checkpointing_steps.isdigit() and state.step % int(config.checkpointing_steps) == 0:
-                    state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,
-                                                                config.checkpoints_total_limit))
+                    checkpoint()
                 if state.step >= total_steps:
                     break
 
@@ -213,8 +233,7 @@ def training_function(config: TrainConfig) -> int:
                   weakening=weakening and unwrapped.weakening_enabled)
         state.next_epoch()
         if config.checkpointing_steps == "epoch":
-            state.last_checkpoint = str(save_checkpoint(accelerator, output_dir, state.step,
-                                                        config.checkpoints_total_limit))
+            checkpoint()
     progress.close()
 
     # ---------------------------------------------------------------------------------- what the run leaves behind
@@ -222,19 +241,14 @@ def training_function(config: TrainConfig) -> int:
     accelerator.end_training()
     if not accelerator.is_main_process:
         return 0
-    results = write_results(output_dir, state, histogram.counts, data.class_names)
-    plots = write_plots(output_dir, state.history, data.class_names, histogram.counts)
-    card = run_model_card(config, policy if weakening else None, results, plots)
-    data_config = model_data_config(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
-    export_dir = export_run(backbone, output_dir, card=card, plots=plots, config=config,
-                            class_names=data.class_names, data_config=data_config)
+    export_dir = write_outputs()  # all_results.json, plots/, the model card and export/, verified
     print(f"\nResults: {output_dir / 'all_results.json'}\nPlots: {output_dir / 'plots'}\n"
           f"Export (timm + transformers): {export_dir}")
-    if config.push_to_hub:
-        try:
-            print(f"Pushed to {push_export(export_dir, config.push_to_hub, private=config.hub_private)}")
-        except HubPushError as error:
-            print(f"ERROR: {error}", file=sys.stderr)
+    if publisher is not None:  # waits for the uploads still queued, then publishes the final export
+        last = Path(state.last_checkpoint) if state.last_checkpoint else None
+        if not publisher.finish(export_dir, last_checkpoint=last if last is not None and last.exists() else None):
+            print(f"ERROR: the final publication to {config.push_to_hub} failed (see above); the local export and "
+                  "checkpoints are intact.", file=sys.stderr)
             return 1
     return 0
 

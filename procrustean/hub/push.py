@@ -28,7 +28,8 @@ from .export import MODEL_CARD_NAME, REQUIRED_FILES as EXPORT_FILES
 REQUIRED_FILES = (*EXPORT_FILES, MODEL_CARD_NAME)  # a pushed model has its card
 DEFAULT_COMMIT_MESSAGE = "Upload Procrustean-trained model"
 
-__all__ = ["HubPushError", "push_export", "retry_command", "check_export_dir", "main"]
+__all__ = ["HubPushError", "check_export_dir", "check_repo_id", "describe_hub_error", "main", "push_export",
+           "retry_command"]
 
 
 class HubPushError(RuntimeError):
@@ -36,13 +37,15 @@ class HubPushError(RuntimeError):
 
 
 def retry_command(export_dir: Union[str, os.PathLike], repo_id: str, *, private: bool = False,
-                  revision: Optional[str] = None) -> str:
-    """The shell command that pushes ``export_dir`` again (never includes the token)."""
+                  revision: Optional[str] = None, path_in_repo: Optional[str] = None) -> str:
+    """The shell command that pushes ``export_dir`` (or a checkpoint folder) again (never includes the token)."""
     parts = ["python", "-m", "procrustean.hub", "push", os.fspath(export_dir), repo_id]
     if private:
         parts.append("--private")
     if revision:
         parts += ["--revision", revision]
+    if path_in_repo:
+        parts += ["--path_in_repo", path_in_repo]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -81,7 +84,7 @@ def check_repo_id(repo_id: str) -> None:
                          "'.'); nothing was pushed.") from None
 
 
-def _describe(error: BaseException) -> str:
+def describe_hub_error(error: BaseException) -> str:
     """What failed, in one line, with the fix where there is an obvious one."""
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
@@ -102,20 +105,28 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}"
 
 
+def _check_checkpoint_dir(folder: Union[str, os.PathLike]) -> Path:
+    path = Path(folder).expanduser().absolute()
+    if not (path / "model.safetensors").is_file():
+        raise HubPushError(f"{path} is not a training checkpoint (no model.safetensors); nothing was pushed.")
+    return path
+
+
 def push_export(export_dir: Union[str, os.PathLike], repo_id: str, *, token: Optional[str] = None,
                 private: bool = False, revision: Optional[str] = None, commit_message: Optional[str] = None,
-                api: Optional["HfApi"] = None) -> str:
-    """Create ``repo_id`` if needed and upload the export folder; return the commit URL.
+                path_in_repo: Optional[str] = None, api: Optional["HfApi"] = None) -> str:
+    """Create ``repo_id`` if needed and upload the export folder (or, with ``path_in_repo``, a checkpoint folder
+    into that folder of the repo, e.g. ``last-checkpoint``); return the commit URL.
 
     The folder and the repo id are checked before any network call. ``revision`` is a branch
     (created if missing). Raises :class:`HubPushError` on any failure.
     """
-    path = check_export_dir(export_dir)
+    path = _check_checkpoint_dir(export_dir) if path_in_repo else check_export_dir(export_dir)
     check_repo_id(repo_id)
-    retry = retry_command(path, repo_id, private=private, revision=revision)
+    retry = retry_command(path, repo_id, private=private, revision=revision, path_in_repo=path_in_repo)
 
     def fail(reason: str) -> HubPushError:
-        return HubPushError(f"Push of {path} to {repo_id} failed: {reason}. The local export is intact at {path}. "
+        return HubPushError(f"Push of {path} to {repo_id} failed: {reason}. The local copy is intact at {path}. "
                             f"Retry with: {retry}")
 
     from huggingface_hub import HfApi, get_token
@@ -128,9 +139,10 @@ def push_export(export_dir: Union[str, os.PathLike], repo_id: str, *, token: Opt
         if revision:
             api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, folder_path=path, token=token, revision=revision,
+                                 path_in_repo=path_in_repo, delete_patterns=["*"] if path_in_repo else None,
                                  commit_message=commit_message or DEFAULT_COMMIT_MESSAGE)
-    except Exception as e:  # any failure: one clear error, the export stays as it is
-        raise fail(_describe(e)) from None
+    except Exception as e:  # noqa: BLE001 -- any failure: one clear error, the local folder stays as it is
+        raise fail(describe_hub_error(e)) from None
     return str(getattr(info, "commit_url", None) or info)
 
 
@@ -147,6 +159,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="Hub token with write access (default: HF_TOKEN or `hf auth login`)")
     push.add_argument("--revision", default=None, help="branch to push to (created if missing)")
     push.add_argument("--commit_message", "--commit-message", default=None, help="commit message")
+    push.add_argument("--path_in_repo", default=None, help="push a training checkpoint folder into this folder of the "
+                      "repo (e.g. last-checkpoint) instead of an export to the root")
     return parser
 
 
@@ -161,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         url = push_export(args.export_dir, args.repo_id, token=args.token, private=args.private,
-                          revision=args.revision, commit_message=args.commit_message)
+                          revision=args.revision, commit_message=args.commit_message, path_in_repo=args.path_in_repo)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -52,8 +52,9 @@ class PerClassAccuracy:
         }
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"correct": self.correct.cpu().clone(), "total": self.total.cpu().clone()}
+        """Plain lists (JSON), so a checkpoint never needs pickle."""
+        return {"correct": self.correct.cpu().tolist(), "total": self.total.cpu().tolist()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.correct = state["correct"].clone().to(self.correct.device)
-        self.total = state["total"].clone().to(self.total.device)
+        self.correct = torch.as_tensor(state["correct"], dtype=torch.long, device=self.correct.device)
+        self.total = torch.as_tensor(state["total"], dtype=torch.long, device=self.total.device)

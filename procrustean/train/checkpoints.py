@@ -2,7 +2,7 @@
 
     output_dir/
       training_config.yaml        resolved config (also inside every checkpoint and the export)
-      checkpoints/step_00000120/  accelerate save_state (model, optimizer, RNG, scaler, run state)
+      checkpoints/step_00000120/  accelerate save_state (model, optimizer, RNG, scaler) + run_state_<rank>.json
       logs/                       tracker files (tensorboard, ...)
       metrics.jsonl, metrics.csv  one row per epoch
       all_results.json, plots/, export/
@@ -13,12 +13,16 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, List, Optional
+import json
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
 
 from .._atomic import fsync_tree, swap_in_directory
-from ..errors import MissingInputError, NotEnoughSpaceError, OutputConflictError, OutputNotWritableError
+from ..errors import (MissingInputError, NotEnoughSpaceError, OutputConflictError, OutputNotWritableError,
+                      UnsafeCheckpointError)
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
+RUN_STATE = "run_state_{}.json"  # per process: counters, epoch history, per-class sums
 RUN_MARKER = "training_config.yaml"
 
 
@@ -53,10 +57,15 @@ def list_checkpoints(output_dir: Path | str) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
-def resolve_resume(resume_from_checkpoint: Optional[str], output_dir: Path | str) -> Optional[Path]:
-    """``latest`` -> newest complete checkpoint of this run; a path -> that checkpoint; errors name the fix."""
+def resolve_resume(resume_from_checkpoint: Optional[str], output_dir: Path | str,
+                   token: Optional[str] = None) -> Optional[Path]:
+    """``latest`` -> newest complete checkpoint of this run; ``hf-hub:owner/repo[@rev]`` (or ``owner/repo@rev``) ->
+    the repo's ``last-checkpoint/``, downloaded; a path -> that checkpoint; errors name the fix."""
     if not resume_from_checkpoint:
         return None
+    hub = _hub_checkpoint(resume_from_checkpoint) if resume_from_checkpoint != "latest" else None
+    if hub is not None:
+        return download_last_checkpoint(*hub, token=token)
     if resume_from_checkpoint == "latest":
         checkpoints = list_checkpoints(output_dir)
         if not checkpoints:
@@ -70,9 +79,11 @@ def resolve_resume(resume_from_checkpoint: Optional[str], output_dir: Path | str
     return path
 
 
-def save_checkpoint(accelerator: Any, output_dir: Path | str, step: int, total_limit: Optional[int] = None) -> Path:
-    """``accelerator.save_state`` into a temporary folder, then one rename: a crash never leaves a partial
-    checkpoint where ``latest`` would find it, and the previous checkpoint stays until the new one is whole."""
+def save_checkpoint(accelerator: Any, output_dir: Path | str, step: int, total_limit: Optional[int] = None,
+                    run_state: Optional[Dict[str, Any]] = None) -> Path:
+    """``accelerator.save_state`` plus each process's ``run_state`` (JSON) into a temporary folder, then one rename:
+    a crash never leaves a partial checkpoint where ``latest`` would find it, and the previous checkpoint stays
+    until the new one is whole."""
     folder = Path(output_dir) / "checkpoints"
     final = folder / f"step_{step:08d}"
     tmp = folder / f".tmp-step_{step:08d}"
@@ -82,6 +93,8 @@ def save_checkpoint(accelerator: Any, output_dir: Path | str, step: int, total_l
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    if run_state is not None:
+        (tmp / RUN_STATE.format(accelerator.process_index)).write_text(json.dumps(run_state))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for name in ("training_config.yaml",):
@@ -95,6 +108,80 @@ def save_checkpoint(accelerator: Any, output_dir: Path | str, step: int, total_l
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def check_checkpoint_is_safe(path: Path) -> None:
+    """Refuse a checkpoint with a pickle file that is more than tensors, numbers and numpy arrays.
+
+    accelerate loads its ``.bin`` / ``.pkl`` files with torch's ``weights_only`` loader, which cannot run code;
+    the run's own state is JSON. A file that this loader refuses (a planted pickle, say, in a checkpoint
+    downloaded from someone's Hub repo) is refused here first, with the file named, before anything loads it.
+    """
+    import pickle
+
+    import torch
+    from accelerate.utils.other import TORCH_SAFE_GLOBALS
+
+    for file in sorted(Path(path).iterdir()):
+        if file.suffix not in (".bin", ".pkl", ".pt", ".pth"):
+            continue
+        try:
+            with torch.serialization.safe_globals(TORCH_SAFE_GLOBALS):
+                torch.load(file, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise UnsafeCheckpointError(
+                f"Refusing to resume from {path}: {file.name} is not plain tensors and numbers ({first}). Loading it "
+                "could run code; nothing was loaded. Resume from a checkpoint this recipe wrote.") from None
+
+
+def load_checkpoint(accelerator: Any, path: Path) -> Dict[str, Any]:
+    """accelerate's state (weights, optimizer, RNGs) and this process's run state, after :func:`check_checkpoint_is_safe`."""
+    check_checkpoint_is_safe(path)
+    accelerator.load_state(str(path))
+    own = Path(path) / RUN_STATE.format(accelerator.process_index)
+    if not own.exists():
+        written = sorted(p.name for p in Path(path).glob(RUN_STATE.format("*")))
+        if not written:
+            raise MissingInputError(f"{path} has no run state ({RUN_STATE.format(0)}): it was not written by this "
+                                    "recipe. Resume from one of its checkpoints.")
+        warnings.warn(f"{path} was written by {len(written)} process(es), resumed with {accelerator.num_processes}: the "
+                      "run continues, but not bit-exactly (the data order and per-process counters differ).")
+        own = Path(path) / written[0]
+    return json.loads(own.read_text())
+
+
+def _hub_checkpoint(value: str) -> Optional[Tuple[str, Optional[str]]]:
+    """(repo_id, revision) for ``hf-hub:owner/repo[@revision]`` or ``owner/repo@revision``; None for a local path."""
+    if value.startswith("hf-hub:"):
+        value = value[len("hf-hub:"):]
+    elif "@" not in value or Path(value).exists():
+        return None
+    repo_id, _, revision = value.partition("@")
+    from ..hub.push import check_repo_id
+
+    check_repo_id(repo_id)
+    return repo_id, revision or None
+
+
+def download_last_checkpoint(repo_id: str, revision: Optional[str] = None, token: Optional[str] = None) -> Path:
+    """``last-checkpoint/`` of a Hub repo (only that folder); offline, the HF cache serves it."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    from ..hub.publisher import LAST_CHECKPOINT
+
+    try:
+        root = Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=[f"{LAST_CHECKPOINT}/*"]))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as error:
+        raise MissingInputError(f"--resume_from_checkpoint hf-hub:{repo_id}: {type(error).__name__}: "
+                                f"{str(error).strip().splitlines()[0][:200]}. Check the repo id and revision, your "
+                                "network and token, or resume from a local checkpoint.") from None
+    checkpoint = root / LAST_CHECKPOINT
+    if not (checkpoint / "model.safetensors").is_file():
+        raise MissingInputError(f"{repo_id}{'@' + revision if revision else ''} has no {LAST_CHECKPOINT}/ with a training "
+                                "state: it was not published with --hub_strategy checkpoint.")
+    return checkpoint
 
 
 def check_free_space(output_dir: Path | str, model: Any, optimizer_state_factor: float = 2.0,

@@ -122,8 +122,14 @@ class TrainConfig:
                                                   "'latest'."})
     report_to: str = field(default="tensorboard", metadata={"help": "Accelerate trackers: tensorboard, wandb, "
                            "all, none, or a comma list."})
-    push_to_hub: Optional[str] = field(default=None, metadata={"help": "Hub repo id to publish the export to."})
-    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+    push_to_hub: Optional[str] = field(default=None, metadata={"help": "Hub repo id ('owner/name') to publish to."})
+    hub_strategy: str = field(default="end", metadata={"help": "What is published and when, as in transformers' Trainer: "
+                              "end, every_save, checkpoint (plus last-checkpoint/) or all_checkpoints."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+    hub_token: Optional[str] = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or `hf auth login`); "
+                                     "never written to the saved config."})
+    hub_revision: Optional[str] = field(default=None, metadata={"help": "Branch of the Hub repo to publish to (created "
+                                        "if missing)."})
     deterministic: bool = field(default=False, metadata={"help": "torch deterministic algorithms."})
     # ---------------------------------------------------------------- diagnostics
     eval_every_epochs: int = field(default=1, metadata={"help": "Evaluate every N epochs (and after the last)."})
@@ -135,6 +141,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Fail on malformed options at parse time, before any data is read, with the library's own checks."""
         from ..data.imbalance import parse_imbalance
+        from ..hub.publisher import check_hub_strategy
         from ..hub.push import check_repo_id
         from ..losses import check_loss_name
         from ..model import check_location_name
@@ -147,6 +154,7 @@ class TrainConfig:
                               partner=self.weakening_partner, progress_margin=self.progress_margin,
                               progress_momentum=self.progress_momentum, progress_interval=self.progress_interval,
                               progress_samples=self.progress_samples)
+        check_hub_strategy(self.hub_strategy, checkpointing=self.checkpointing_steps != "no" or not self.push_to_hub)
         if self.push_to_hub:
             check_repo_id(self.push_to_hub)
         choices = {"train_crop": ("pad4", "rrc"), "lr_scheduler": ("multistep", "step", "cosine", "constant"),
@@ -176,7 +184,11 @@ class TrainConfig:
             raise UsageError("--mixup_alpha / --cutmix_alpha must be >= 0.")
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The resolved options, as saved with the run, its checkpoints, export and card (the token hidden)."""
+        values = dataclasses.asdict(self)
+        if values["hub_token"]:
+            values["hub_token"] = "<hidden>"
+        return values
 
     def save(self, path: Path | str) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

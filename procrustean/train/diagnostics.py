@@ -58,11 +58,12 @@ class FeatureGradientMonitor:
         self.count.zero_()
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"norm_sum": self.norm_sum.cpu().clone(), "count": self.count.cpu().clone()}
+        """Plain lists (JSON; float64 values round-trip exactly)."""
+        return {"norm_sum": self.norm_sum.cpu().tolist(), "count": self.count.cpu().tolist()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.norm_sum = state["norm_sum"].clone().to(self.norm_sum.device)
-        self.count = state["count"].clone().to(self.count.device)
+        self.norm_sum = torch.as_tensor(state["norm_sum"], dtype=torch.float64, device=self.norm_sum.device)
+        self.count = torch.as_tensor(state["count"], dtype=torch.long, device=self.count.device)
 
     def remove(self) -> None:
         self._handle.remove()

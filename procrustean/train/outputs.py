@@ -68,16 +68,34 @@ def run_model_card(config: Any, policy: Optional[Any], results: Mapping[str, Any
         dataset=config.dataset, class_names=results["class_names"], class_counts=results["train_class_counts"],
         imbalance=config.imbalance, weakening=weakening, training_config=config.to_dict(),
         metrics={**metrics, "per_class_accuracy": results.get("eval_per_class_accuracy")},
-        plots=[f"plots/{p.name}" for p in plots], command=" ".join(sys.argv))
+        plots=[f"plots/{p.name}" for p in plots], command=redacted_command(sys.argv))
+
+
+def redacted_command(argv: Sequence[str]) -> str:
+    """The command line as the card shows it, with the value of ``--hub_token`` hidden."""
+    shown, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            shown.append("<hidden>")
+        elif arg.startswith("--hub_token="):
+            shown.append("--hub_token=<hidden>")
+        else:
+            shown.append(arg)
+        hide_next = arg == "--hub_token"
+    return " ".join(shown)
 
 
 def export_run(backbone: nn.Module, output_dir: Path, *, card: str, plots: Sequence[Path], config: Any,
-               class_names: Sequence[str], data_config: Optional[Mapping[str, Any]] = None) -> Path:
-    """``export/``: the backbone in timm's Hub layout with the card, plots, results and resolved config."""
+               class_names: Sequence[str], data_config: Optional[Mapping[str, Any]] = None, verify: bool = True) -> Path:
+    """``export/``: the backbone in timm's Hub layout with the card, plots, results and resolved config.
+
+    ``verify=False`` skips reloading it with timm and transformers (the interim exports published while
+    training; the final export is always verified)."""
     from ..hub import export_model
 
     extra = {f"plots/{p.name}": p for p in plots}
     extra["all_results.json"] = Path(output_dir) / "all_results.json"
     return export_model(backbone, Path(output_dir) / "export", label_names=class_names, model_card=card,
                         extra_files=extra, training_config=config.to_dict(),
-                        data_config={k: data_config[k] for k in ("input_size", "mean", "std")} if data_config else None)
+                        data_config={k: data_config[k] for k in ("input_size", "mean", "std")} if data_config else None,
+                        verify=verify)

@@ -1,7 +1,6 @@
-"""What a run must carry through ``save_state`` / ``load_state`` for an exact (mid-epoch) resume."""
+"""What a run must carry through a checkpoint for an exact (mid-epoch) resume, as plain JSON (never pickle)."""
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional
 
 from ..metrics.per_class import PerClassAccuracy
@@ -30,7 +29,7 @@ class RunState:
 
     def state_dict(self) -> Dict[str, Any]:
         return {"epoch": self.epoch, "step": self.step, "batches_in_epoch": self.batches_in_epoch,
-                "history_json": json.dumps(self.history), "train_accuracy": self.train_accuracy.state_dict(),
+                "history": self.history, "train_accuracy": self.train_accuracy.state_dict(),
                 "last_checkpoint": self.last_checkpoint or "",
                 "train_seconds": self.train_seconds, "train_samples": self.train_samples,
                 "gradients": self.gradients.state_dict() if self.gradients is not None else {}}
@@ -38,7 +37,7 @@ class RunState:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
-        self.history = json.loads(state["history_json"])
+        self.history = list(state["history"])
         self.train_accuracy.load_state_dict(state["train_accuracy"])
         self.last_checkpoint = state["last_checkpoint"] or None
         self.train_seconds = float(state.get("train_seconds", 0.0))
