@@ -85,8 +85,17 @@ def install_rank_report(folder: Path) -> None:
     import accelerate
 
     from procrustean import WeakeningPolicy
+    from procrustean.train.state import RunState
 
     applied = {"max_batch": 0, "max_partner": -1}
+    states = []
+    run_state_init = RunState.__init__
+
+    def recording_init(self, *args, **kwargs):
+        run_state_init(self, *args, **kwargs)
+        states.append(self)
+
+    RunState.__init__ = recording_init
     resolve = WeakeningPolicy.resolve
 
     def recording_resolve(self, draws, labels):
@@ -100,7 +109,7 @@ def install_rank_report(folder: Path) -> None:
 
     def end_training_with_report(self):
         model = self.unwrap_model(self._models[0])
-        state = next(o for o in self._custom_objects if hasattr(o, "history"))
+        state = states[-1]
         policy = model.policy
         report = {
             "process_index": self.process_index, "num_processes": self.num_processes,

@@ -89,7 +89,7 @@ def test_failed_push_keeps_the_export_byte_for_byte(imagefolder, tmp_path):
     proc = run([*_common(imagefolder), "--output_dir", str(out), "--max_train_steps", "2",
                 "--push_to_hub", "someone/model"], launcher="python", check=False,
                env_extra={"HF_TOKEN": "hf_not_a_real_token", "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 1 and "Retry with: python -m procrustean.hub push" in proc.stderr
+    assert proc.returncode == 1 and f"python -m procrustean.hub push {out / 'export'} someone/model" in proc.stderr
     digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "export").glob("*.*")}
     retry = subprocess.run([sys.executable, "-m", "procrustean.hub", "push", str(out / "export"), "someone/model"],
                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",

@@ -34,8 +34,8 @@ def test_every_save_offline_trains_to_the_end_keeps_everything_and_says_how_to_r
     assert (out / "export" / "model.safetensors").exists() and len(list((out / "checkpoints").iterdir())) == 2
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("WARNING: upload of the")]
     assert warnings and all("offline mode" in w for w in warnings)  # one warning per failed upload
-    assert "failed      final export" in proc.stdout
-    assert f"python -m procrustean.hub push {out / 'export'} owner/name" in proc.stdout
+    assert "failed      final export" in proc.stderr
+    assert f"python -m procrustean.hub push {out / 'export'} owner/name" in proc.stderr
     assert not (out / ".hub-staging").exists()
     written = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".yaml", ".md", ".json", ".jsonl", ".csv")]
     assert written and not any("hf_secret_value" in p.read_text() for p in written)  # the token is never saved

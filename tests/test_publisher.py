@@ -117,7 +117,7 @@ def test_failures_warn_once_each_never_raise_and_the_summary_says_how_to_retry(r
     publisher.wait()
     assert not publisher.finish(export, last_checkpoint=second)  # the final export (upload 5) failed
     assert len(warnings) == 3 and all("network error" in w and "intact" in w for w in warnings)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # a summary with failures is an error report
     assert "failed      final export" in out and "published   checkpoint of step 20 -> last-checkpoint/" in out
     assert f"python -m procrustean.hub push {export} owner/model --revision dev" in out
     assert ("create_branch", "owner/model", "dev") in api.calls
@@ -129,7 +129,7 @@ def test_retrying_a_checkpoint_with_the_cli_targets_its_folder(run_dir, capsys):
                              api=RecordingApi(fail_uploads={2, 4}), warn=lambda m: None)
     publisher.publish(20, export, second)          # uploads 1 (export) and 2 (checkpoint: fails)
     assert not publisher.finish(export, last_checkpoint=second)  # 3: final export; 4: the checkpoint again, fails
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert f"python -m procrustean.hub push {second} owner/model --path_in_repo last-checkpoint" in out
     assert f"push {export} owner/model" not in out  # the final export went through: nothing to retry there
 

@@ -124,8 +124,10 @@ class HubPublisher:
             self._condition.notify_all()
         self._worker.join()
         shutil.rmtree(self.staging_dir, ignore_errors=True)
-        print(self.summary(), flush=True)
-        return all(u.status == "published" for u in self.uploads if u.final)
+        published = all(u.status == "published" for u in self.uploads if u.final)
+        failures = any(u.status == "failed" for u in self.uploads)
+        print(self.summary(), file=sys.stderr if failures else sys.stdout, flush=True)
+        return published
 
     def wait(self) -> None:
         """Block until every queued upload has been attempted (training does not need to: ``finish`` does it)."""
