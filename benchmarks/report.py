@@ -50,7 +50,8 @@ INCOMPLETE = "†"
 BASELINE = "ce"
 DEFAULT_CELL = "weakening"    # the ablations' reference: the main suite's weakening cell
 PLOT_PROFILE = "step100"
-PLOT_METHODS = (("ce", "CE", "tab:blue"), ("weakening", "Weakening", "tab:orange"))
+PLOT_METHODS = (("ce", "CE", "tab:blue"), ("weakening", "Weakening", "tab:orange"),
+                ("progress", "Weakening, progress rule", "tab:green"))  # those present in the results
 
 # (final-dict key, column title) per profile kind; "step" profiles report major/minor halves,
 # the others the many/medium/few-shot groups.
