@@ -343,3 +343,13 @@ def test_real_fashion_mnist_dataset(tmp_path):  # the full 70k build: ~3 s
     images = read_idx(os.path.join(DEFAULT_DIR, "train-images-idx3-ubyte.gz"))
     for i in (0, 59999):
         assert np.array_equal(np.asarray(train[i]["image"]), images[i])
+
+
+def test_the_old_fashion_mnist_module_still_works_with_a_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("procrustean.fashion_mnist", None)
+    with pytest.warns(FutureWarning, match="procrustean.data.fashion_mnist"):
+        old = importlib.import_module("procrustean.fashion_mnist")
+    assert old.load_fashion_mnist is load_fashion_mnist and old.main is main

@@ -222,7 +222,7 @@ def load_fashion_mnist(data_dir: Optional[str] = None, *, cache_dir: Optional[st
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m procrustean.fashion_mnist", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m procrustean.data.fashion_mnist", description=__doc__.split("\n")[0])
     parser.add_argument("--save_to_disk", required=True, metavar="DIR",
                         help="write the DatasetDict here (then pass DIR as --dataset to the recipe)")
     parser.add_argument("--data_dir", default=None,
