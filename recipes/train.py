@@ -199,6 +199,8 @@ def training_function(config: TrainConfig) -> int:
                 optimizer.step()
                 optimizer.zero_grad()
             if not all_finite(outputs.loss.detach(), accelerator):  # every rank stops together
+                if publisher is not None:
+                    publisher.close()  # what was queued before is still published
                 return log.non_finite_loss(state, epoch, outputs.loss)
             state.train_accuracy.update(outputs.logits.detach(), batch["labels"])
             state.batches_in_epoch += 1

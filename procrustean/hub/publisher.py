@@ -119,6 +119,11 @@ class HubPublisher:
                 where = LAST_CHECKPOINT if self.strategy == "checkpoint" else f"checkpoint-{_step_of(last_checkpoint)}"
                 uploads.append(Upload("last checkpoint", Path(last_checkpoint), where, final=True))
         self._queue(uploads)
+        return self.close()
+
+    def close(self) -> bool:
+        """Wait for the queued uploads, stop the worker, print the summary; True if every final upload went through
+        (also what a run that stops early calls, so that what it already queued is not lost)."""
         with self._condition:
             self._closing = True
             self._condition.notify_all()
