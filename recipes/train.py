@@ -35,7 +35,7 @@ from procrustean.train.checkpoints import (check_free_space, load_checkpoint, pr
                                           save_checkpoint)
 from procrustean.train.config import TrainConfig, parse_config
 from procrustean.train.diagnostics import FeatureGradientMonitor
-from procrustean.train.distributed import all_finite
+from procrustean.train.distributed import NonFiniteWatch
 from procrustean.train.evaluation import evaluate_model
 from procrustean.train.metrics_log import MetricsLog
 from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
@@ -163,6 +163,11 @@ def training_function(config: TrainConfig) -> int:
         if publisher is not None and config.hub_strategy != "end":
             publisher.publish(state.step, write_outputs(verify=False), Path(state.last_checkpoint))
 
+    def stop_on_non_finite_loss(where) -> int:
+        if publisher is not None:
+            publisher.close()  # what was queued before is still published
+        return log.non_finite_loss(state, where)
+
     accelerator.print(f"\n{len(train_set)} training images, {steps_per_epoch} steps per epoch, "
                       f"{num_epochs} epochs, {total_steps} steps, {accelerator.num_processes} process(es)")
 
@@ -171,6 +176,7 @@ def training_function(config: TrainConfig) -> int:
                     desc="train")
     scheduler.step_update(state.step)
     unwrapped = accelerator.unwrap_model(model)
+    watch = NonFiniteWatch(accelerator)
     for epoch in range(state.epoch, num_epochs):
         if state.step >= total_steps:
             break
@@ -198,10 +204,7 @@ def training_function(config: TrainConfig) -> int:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
-            if not all_finite(outputs.loss.detach(), accelerator):  # every rank stops together
-                if publisher is not None:
-                    publisher.close()  # what was queued before is still published
-                return log.non_finite_loss(state, epoch, outputs.loss)
+            watch.update(outputs.loss, epoch, state.step + 1, state.batches_in_epoch + 1)  # no host sync
             state.train_accuracy.update(outputs.logits.detach(), batch["labels"])
             state.batches_in_epoch += 1
             state.train_samples += len(batch["labels"]) * accelerator.num_processes
@@ -209,11 +212,17 @@ def training_function(config: TrainConfig) -> int:
                 state.step += 1
                 scheduler.step_update(state.step)
                 progress.update(1)
-                progress.set_postfix(loss=f"{outputs.loss.item():.3f}", epoch=epoch)
-                if config.checkpointing_steps.isdigit() and state.step % int(config.checkpointing_steps) == 0:
+                save_now = config.checkpointing_steps.isdigit() and state.step % int(config.checkpointing_steps) == 0
+                if save_now or state.step % config.logging_steps == 0 or state.step >= total_steps:
+                    if (bad := watch.check()) is not None:  # every rank stops at the same step
+                        return stop_on_non_finite_loss(bad)
+                    progress.set_postfix(loss=f"{outputs.loss.item():.3f}", epoch=epoch)
+                if save_now:
                     checkpoint()
                 if state.step >= total_steps:
                     break
+        if (bad := watch.check()) is not None:  # before evaluating and checkpointing the epoch
+            return stop_on_non_finite_loss(bad)
 
         # ------------------------------------------------------------------------------ evaluate (end of epoch)
         state.train_seconds += time.perf_counter() - epoch_start  # the training loop only, no evaluation

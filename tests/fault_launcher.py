@@ -68,17 +68,17 @@ def install_kills(after_checkpoint: int | None, in_checkpoint: int | None) -> No
 
 
 def install_bug(at_batch: int) -> None:
-    import procrustean.train.distributed as distributed
+    from procrustean.train.distributed import NonFiniteWatch
 
-    all_finite, calls = distributed.all_finite, [0]
+    update, calls = NonFiniteWatch.update, [0]
 
-    def all_finite_until(loss, accelerator):
+    def update_until(self, *args, **kwargs):
         calls[0] += 1
         if calls[0] == at_batch:
             raise KeyError("simulated bug inside the training loop")
-        return all_finite(loss, accelerator)
+        return update(self, *args, **kwargs)
 
-    distributed.all_finite = all_finite_until
+    NonFiniteWatch.update = update_until
 
 
 def install_rank_report(folder: Path) -> None:

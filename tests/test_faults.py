@@ -111,3 +111,18 @@ def test_kill_right_after_the_last_step_of_an_epoch_resumes(imagefolder, tmp_pat
     run([*args, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"], launcher="python")
     _same_weights(full, broken)
     assert (full / "metrics.csv").read_text() == (broken / "metrics.csv").read_text()
+
+
+def test_non_finite_watch_names_the_first_bad_micro_batch_without_syncing_each_step():
+    from procrustean.train.distributed import NonFiniteWatch
+
+    class OneProcess:
+        num_processes = 1
+
+    watch = NonFiniteWatch(OneProcess())
+    assert watch.check() is None
+    for batch, value in enumerate([1.0, 2.0, float("nan"), float("inf"), 3.0], start=1):
+        watch.update(torch.tensor(value), 0, batch, batch)
+    assert watch.check() == (0, 3, 3)  # the first of the two bad ones
+    watch.update(torch.tensor(1.0), 0, 6, 6)
+    assert watch.check() is None  # each check covers the micro-batches since the previous one

@@ -112,6 +112,9 @@ class TrainConfig:
     mixed_precision: Optional[str] = field(default=None, metadata={"help": "no, fp16, bf16 (default: "
                                            "accelerate's config)."})
     # ---------------------------------------------------------------- run
+    logging_steps: int = field(default=25, metadata={"help": "Every N optimizer steps: the loss on the progress bar "
+                               "and the check for a non-finite loss (also before every checkpoint and at every "
+                               "epoch's end); the steps in between never wait for the device."})
     seed: int = field(default=0, metadata={"help": "Seed for data order, augmentation, init and weakening."})
     output_dir: str = field(default="outputs/run", metadata={"help": "Run directory."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace another run in output_dir."})
@@ -167,7 +170,7 @@ class TrainConfig:
             raise UsageError(f"--checkpointing_steps {self.checkpointing_steps!r}: use 'epoch', 'no' or a positive "
                              "number of steps.")
         for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "eval_every_epochs",
-                     "in_chans"):
+                     "in_chans", "logging_steps"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}.")
         if self.max_train_steps is not None and self.max_train_steps < 1:

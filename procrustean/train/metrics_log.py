@@ -4,9 +4,8 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
-import torch
 
 from .._atomic import atomic_write_text
 from ..metrics import SCALAR_METRICS
@@ -83,10 +82,10 @@ class MetricsLog:
             f.write(json.dumps(state.history[-1]) + "\n")
         self._append_csv(row)  # fixed columns: epochs without evaluation leave the eval cells empty
 
-    def non_finite_loss(self, state: RunState, epoch: int, loss: torch.Tensor) -> int:
+    def non_finite_loss(self, state: RunState, where: Tuple[int, int, int]) -> int:
+        epoch, step, batch = where
         self.accelerator.print(
-            f"ERROR: the loss became {loss.item()} at step {state.step + 1} (epoch {epoch}, batch "
-            f"{state.batches_in_epoch} of the epoch). Stopped without saving. Last good checkpoint: "
-            f"{state.last_checkpoint or 'none'}. Lower --lr, set --max_grad_norm, or check the data, then resume "
-            "with --resume_from_checkpoint latest.")
+            f"ERROR: the loss became non-finite (nan or inf) at step {step} (epoch {epoch}, batch {batch} of the "
+            f"epoch). Stopped without saving. Last good checkpoint: {state.last_checkpoint or 'none'}. Lower --lr, "
+            "set --max_grad_norm, or check the data, then resume with --resume_from_checkpoint latest.")
         return 3
