@@ -75,6 +75,8 @@ class ProcrusteanCollator:
         labels = torch.tensor([_label(ex[self.label_key], self.label_key, i) for i, ex in enumerate(examples)],
                               dtype=torch.long)
         batch: Dict[str, Any] = {self.output_pixel_key: pixels, self.output_label_key: labels}
+        if "sample_index" in examples[0]:  # the in-memory path's augmentation is seeded by it
+            batch["sample_index"] = torch.tensor([int(ex["sample_index"]) for ex in examples], dtype=torch.long)
         if self.policy is not None:
             seed = self.policy.seed if self.policy.seed is not None else 0
             draws = self.policy.draw(labels, generator=batch_generator(seed, labels, pixels))

@@ -27,6 +27,9 @@ from procrustean import ProcrusteanCollator, ProcrusteanModel, WeakeningPolicy
 from procrustean.data import (SampleSeededDataset, build_transforms, check_no_empty_classes, class_histogram,
                               load_image_dataset, make_imbalanced, model_data_config, verify_images,
                               with_image_transform)
+from procrustean.data.counts import dataset_label_column
+from procrustean.data.in_memory import DeviceAugment, InMemoryImages, decode_images
+from procrustean.data.transforms import in_memory_pipeline
 from procrustean.errors import UsageError
 from procrustean.hub.publisher import HubPublisher
 from procrustean.metrics.per_class import PerClassAccuracy
@@ -107,12 +110,19 @@ def training_function(config: TrainConfig) -> int:
     accelerator.print(f"\nWeakening ({'on' if weakening else 'off'}, at {model.location}):\n"
                       + policy.summary(data.class_names))
 
-    train_tf = build_transforms(backbone, is_training=True, img_size=config.img_size, train_crop=config.train_crop,
-                                mean=config.mean, std=config.std)
     eval_tf = build_transforms(backbone, is_training=False, img_size=config.img_size, mean=config.mean, std=config.std)
-    train_data = SampleSeededDataset(
-        with_image_transform(train_set, train_tf, data.image_column, data.label_column, config.in_chans),
-        seed=config.seed)
+    device_augment = None
+    if config.data_path == "in_memory":  # decoded once; crop, flip and normalise on the device, batch by batch
+        geometry, mean, std = in_memory_pipeline(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
+        images = decode_images(train_set, geometry, data.image_column, "L" if config.in_chans == 1 else "RGB")
+        train_data = InMemoryImages(images, dataset_label_column(train_set, data.label_column))
+        device_augment = DeviceAugment(mean, std, seed=config.seed)
+    else:  # timm's transforms, per sample, seeded by (seed, epoch, index)
+        train_tf = build_transforms(backbone, is_training=True, img_size=config.img_size,
+                                    train_crop=config.train_crop, mean=config.mean, std=config.std)
+        train_data = SampleSeededDataset(
+            with_image_transform(train_set, train_tf, data.image_column, data.label_column, config.in_chans),
+            seed=config.seed)
     # the collator draws each batch's weakening plan (from the policy's seed and the batch itself)
     train_loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=mixup is not None,
                               num_workers=config.num_workers, collate_fn=ProcrusteanCollator(model.policy))
@@ -132,6 +142,8 @@ def training_function(config: TrainConfig) -> int:
     total_steps = config.max_train_steps or num_epochs * steps_per_epoch
     optimizer, scheduler = build_optimizer_and_scheduler(config, model, steps_per_epoch, num_epochs)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if device_augment is not None:
+        device_augment.to(accelerator.device)
     eval_loader, train_eval_loader = (accelerator.prepare(loader) if loader is not None else None
                                       for loader in (eval_loader, train_eval_loader))
     gradients = FeatureGradientMonitor(backbone, data.num_classes) if config.log_feature_gradients else None
@@ -180,7 +192,8 @@ def training_function(config: TrainConfig) -> int:
     for epoch in range(state.epoch, num_epochs):
         if state.step >= total_steps:
             break
-        train_data.set_epoch(epoch)
+        if device_augment is None:
+            train_data.set_epoch(epoch)
         train_loader.set_epoch(epoch)
         unwrapped.weakening_enabled = config.weakening_stop_epoch is None or epoch < config.weakening_stop_epoch
         if drw is not None:
@@ -190,6 +203,8 @@ def training_function(config: TrainConfig) -> int:
         if state.batches_in_epoch:
             batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
         for batch in batches:
+            if device_augment is not None:  # uint8 on the device -> cropped, flipped, normalised floats
+                batch["pixel_values"] = device_augment(batch["pixel_values"], batch.pop("sample_index"), epoch)
             with accelerator.accumulate(model):
                 if mixup is not None:  # labels mixed too: plain forward, soft-target loss
                     pixels, soft_targets = mixup(batch["pixel_values"], batch["labels"])

@@ -55,7 +55,6 @@ def build_transforms(model: nn.Module, *, is_training: bool, img_size: Optional[
       `color_jitter`, `auto_augment`, random erasing `re_prob`).
     """
     from timm.data import create_transform
-    from timm.data.transforms import MaybePILToTensor, MaybeToTensor
     from torchvision import transforms as T
 
     if train_crop not in ("pad4", "rrc"):
@@ -73,15 +72,36 @@ def build_transforms(model: nn.Module, *, is_training: bool, img_size: Optional[
     if given:
         raise UsageError(f"{given} apply to train_crop='rrc' only; with train_crop='pad4' the augmentation is "
                          "random crop (padding 4) + horizontal flip. Drop them or use --train_crop rrc.")
+    geometry, rest = _eval_geometry_and_rest(config)
+    augment = [T.RandomCrop(config["input_size"][1:], padding=4)]
+    if hflip > 0:
+        augment.append(T.RandomHorizontalFlip(p=hflip))
+    return T.Compose(geometry + augment + rest)
+
+
+def _eval_geometry_and_rest(config: Dict[str, Any]) -> Tuple[List[Callable], List[Callable]]:
+    """timm's eval transform split at the tensor conversion: the PIL geometry (resize, centre crop), then the rest."""
+    from timm.data import create_transform
+    from timm.data.transforms import MaybePILToTensor, MaybeToTensor
+    from torchvision import transforms as T
+
     steps = list(create_transform(**config, is_training=False).transforms)
     to_tensor = next((i for i, t in enumerate(steps) if isinstance(t, (MaybeToTensor, MaybePILToTensor, T.ToTensor))),
                      None)
     if to_tensor is None:  # guards against a timm change of its eval pipeline
         raise RuntimeError(f"Cannot find the tensor conversion in timm's eval transform {steps}; use train_crop='rrc'.")
-    augment = [T.RandomCrop(config["input_size"][1:], padding=4)]
-    if hflip > 0:
-        augment.append(T.RandomHorizontalFlip(p=hflip))
-    return T.Compose(steps[:to_tensor] + augment + steps[to_tensor:])
+    return steps[:to_tensor], steps[to_tensor:]
+
+
+def in_memory_pipeline(model: nn.Module, *, img_size: Optional[int] = None, mean: Optional[Sequence[float]] = None,
+                       std: Optional[Sequence[float]] = None) -> Tuple[Callable, Tuple[float, ...], Tuple[float, ...]]:
+    """What ``train_crop="pad4"`` does, split for the in-memory path: the deterministic PIL geometry (applied once,
+    when decoding) and the normalisation (applied on the device after the random crop and flip)."""
+    from torchvision import transforms as T
+
+    config = model_data_config(model, img_size, mean=mean, std=std)
+    geometry, _ = _eval_geometry_and_rest(config)
+    return T.Compose(geometry), tuple(config["mean"]), tuple(config["std"])
 
 
 # --------------------------------------------------------------------------- dataset -> model inputs

@@ -41,6 +41,10 @@ class TrainConfig:
                                          "largest class available)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate on a seeded subset."})
     verify_images: bool = field(default=True, metadata={"help": "Open every image once before training."})
+    data_path: str = field(default="pil", metadata={"help": "pil: timm's per-sample transforms in the DataLoader; "
+                           "in_memory: decode the training images once into uint8 tensors and crop, flip and "
+                           "normalise whole batches on the device (small images that fit in memory; --train_crop "
+                           "pad4 only)."})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     # ---------------------------------------------------------------- model
     model: str = field(default="resnet8_cifar", metadata={"help": "Any timm model name, 'hf-hub:<repo>' or "
@@ -160,7 +164,8 @@ class TrainConfig:
         check_hub_strategy(self.hub_strategy, checkpointing=self.checkpointing_steps != "no" or not self.push_to_hub)
         if self.push_to_hub:
             check_repo_id(self.push_to_hub)
-        choices = {"train_crop": ("pad4", "rrc"), "lr_scheduler": ("multistep", "step", "cosine", "constant"),
+        choices = {"train_crop": ("pad4", "rrc"), "data_path": ("pil", "in_memory"),
+                   "lr_scheduler": ("multistep", "step", "cosine", "constant"),
                    "mixed_precision": (None, "no", "fp16", "bf16", "fp8")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -183,6 +188,9 @@ class TrainConfig:
                     raise ValueError
             except ValueError:
                 raise UsageError(f"--model_kwargs must be a JSON object, got {self.model_kwargs!r}.") from None
+        if self.data_path == "in_memory" and self.train_crop != "pad4":
+            raise UsageError("--data_path in_memory does the pad-4 crop and flip on the device; with --train_crop "
+                             f"{self.train_crop} use --data_path pil.")
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise UsageError("--mixup_alpha / --cutmix_alpha must be >= 0.")
 
