@@ -49,3 +49,12 @@ def make_imagefolder(root):
     return root
 
 
+def assert_same_weights(a_dir, b_dir):
+    """The exports of two runs hold bit-identical weights (what an exact resume must give)."""
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = load_file(Path(a_dir) / "export" / "model.safetensors"), load_file(Path(b_dir) / "export" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -3,23 +3,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from recipe_utils import SMALL, run
+from recipe_utils import SMALL, assert_same_weights, run
 
 
 def _common(imagefolder):
     return ["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--checkpointing_steps", "2",
             "--seed", "7", "--verify_images", "false", *SMALL]
-
-
-def _same_weights(a_dir: Path, b_dir: Path) -> None:
-    a, b = load_file(a_dir / "export" / "model.safetensors"), load_file(b_dir / "export" / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_kill_while_writing_a_checkpoint_keeps_the_last_good_one(imagefolder, tmp_path):
@@ -33,7 +26,7 @@ def test_kill_while_writing_a_checkpoint_keeps_the_last_good_one(imagefolder, tm
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["step_00000002"]
     run([*_common(imagefolder), "--output_dir", str(broken), "--resume_from_checkpoint", "latest"],
         launcher="python")  # ... and `latest` is the last complete one
-    _same_weights(full, broken)
+    assert_same_weights(full, broken)
     assert not (folder / ".tmp-step_00000004").exists()  # rewritten when step 4 came round again
 
 
@@ -109,7 +102,7 @@ def test_kill_right_after_the_last_step_of_an_epoch_resumes(imagefolder, tmp_pat
                faults=["--kill_after_checkpoint", "5"])
     assert proc.returncode != 0
     run([*args, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"], launcher="python")
-    _same_weights(full, broken)
+    assert_same_weights(full, broken)
     assert (full / "metrics.csv").read_text() == (broken / "metrics.csv").read_text()
 
 

@@ -6,20 +6,13 @@ import pickle
 import shutil
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from recipe_utils import SMALL, run
+from recipe_utils import SMALL, assert_same_weights, run
 
 
 def _args(imagefolder, out, *extra):
     return ["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--output_dir", str(out),
             "--checkpointing_steps", "3", "--seed", "6", "--verify_images", "false", *SMALL, *extra]
-
-
-def _same_weights(a_dir, b_dir):
-    a, b = load_file(a_dir / "export" / "model.safetensors"), load_file(b_dir / "export" / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_every_save_offline_trains_to_the_end_keeps_everything_and_says_how_to_retry(imagefolder, tmp_path):
@@ -67,7 +60,7 @@ def test_resume_from_the_hub_cache_gives_the_uninterrupted_weights(imagefolder, 
     _hf_cache_with(hf_home, "owner/name", first / "checkpoints" / "step_00000006")
     env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
     run(_args(imagefolder, resumed, "--resume_from_checkpoint", "hf-hub:owner/name"), launcher="python", env_extra=env)
-    _same_weights(full, resumed)
+    assert_same_weights(full, resumed)
     proc = run(_args(imagefolder, tmp_path / "other", "--resume_from_checkpoint", "hf-hub:owner/missing"),
                launcher="python", check=False, env_extra=env)
     assert proc.returncode == 2 and "hf-hub:owner/missing" in proc.stderr and "Traceback" not in proc.stderr

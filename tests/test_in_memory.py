@@ -7,7 +7,7 @@ from PIL import Image
 
 from procrustean.data.in_memory import DeviceAugment, InMemoryImages, decode_images, sample_uniforms
 
-from recipe_utils import SMALL, run
+from recipe_utils import SMALL, assert_same_weights, run
 
 
 def test_uniforms_depend_on_seed_epoch_and_index_only():
@@ -57,8 +57,6 @@ def test_decode_applies_the_geometry_once_and_refuses_mixed_sizes():
 
 
 def test_recipe_in_memory_path_trains_and_resumes_exactly(imagefolder, tmp_path):
-    from safetensors.torch import load_file
-
     common = ["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--checkpointing_steps", "2",
               "--data_path", "in_memory", "--seed", "9", "--verify_images", "false", *SMALL]
     full, broken = tmp_path / "full", tmp_path / "broken"
@@ -67,5 +65,4 @@ def test_recipe_in_memory_path_trains_and_resumes_exactly(imagefolder, tmp_path)
                faults=["--kill_after_checkpoint", "6"])
     assert proc.returncode != 0
     run([*common, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"], launcher="python")
-    a, b = load_file(full / "export" / "model.safetensors"), load_file(broken / "export" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(full, broken)

@@ -4,9 +4,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from recipe_utils import SMALL, pattern_image as _pattern, run
+from recipe_utils import SMALL, assert_same_weights, pattern_image as _pattern, run
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +93,7 @@ def test_kill_and_resume_mid_epoch_gives_identical_weights(imagefolder, tmp_path
     checkpoints = sorted(p.name for p in (broken / "checkpoints").iterdir())
     assert checkpoints[-1] == "step_00000006"  # the last complete checkpoint, mid-epoch 2
     run([*common, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"])
-    a, b = load_file(full / "export" / "model.safetensors"), load_file(broken / "export" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_weights(full, broken)
     full_rows = (full / "metrics.csv").read_text().splitlines()
     assert full_rows == (broken / "metrics.csv").read_text().splitlines()  # same history, written once
 
