@@ -1,29 +1,45 @@
-"""Cost of the mix itself, forward + backward, on one activation: WeakeningPlan.apply vs. the earlier
-gather + lerp + torch.where formulation (same values), median of repeated calls, one process.
+"""Cost of the mix itself, forward + backward, on one activation: ``WeakeningPlan.apply`` against the
+formulations it replaced and the subset alternative, median of repeated calls, one process.
 
-    python benchmarks/mix_op.py [--shape 128 16 28 28] [--repeats 30]
+    python benchmarks/mix_op.py [--shape 128 16 32 32] [--repeats 40]
 
-The default shape is ResNet-8's stage:1 output at batch 128 on Fashion-MNIST (28 px), the largest
-activation the default location mixes in our suite.
+The default shape is ResNet-8's stage:1 output at batch 128 and 32 px (``benchmarks/overhead.py``'s
+input), the largest activation the default location mixes. Each share of weakened samples is timed:
+99% is a step-100 batch (nearly every sample comes from a major class), 63% an exp-100 batch, and the
+lower ones show where mixing only the weakened rows would start to pay.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Callable
 
 import torch
 
-from procrustean import WeakeningPolicy
+from procrustean.policy import WeakeningPlan
 
 
-def where_formulation(plan, features: torch.Tensor) -> torch.Tensor:
-    """The mix as written before: gather, lerp, then torch.where to keep samples not weakened."""
-    view = (-1,) + (1,) * (features.ndim - 1)
-    mixed = features.lerp(features.index_select(0, plan.partner), 1.0 - plan.own_share.view(view))
-    return torch.where(plan.weakened.view(view), mixed, features)
+def autograd_lerp(plan: WeakeningPlan, x: torch.Tensor) -> torch.Tensor:
+    """The mix before: a sample not weakened is its own partner with weight 0, gather + lerp, autograd's backward."""
+    partner = torch.where(plan.weakened, plan.partner, torch.arange(len(plan)))
+    return x.lerp(x.index_select(0, partner), (1.0 - plan.own_share).view(-1, 1, 1, 1))
 
 
-def median_ms(fn, features: torch.Tensor, grad: torch.Tensor, repeats: int) -> float:
+def gather_lerp_where(plan: WeakeningPlan, x: torch.Tensor) -> torch.Tensor:
+    """The first formulation: mix every row, then torch.where to keep the rows not weakened."""
+    mixed = x.lerp(x.index_select(0, plan.partner), (1.0 - plan.own_share).view(-1, 1, 1, 1))
+    return torch.where(plan.weakened.view(-1, 1, 1, 1), mixed, x)
+
+
+def subset_rows(plan: WeakeningPlan, x: torch.Tensor) -> torch.Tensor:
+    """Mix only the weakened rows (gather / scatter on the subset); ``nonzero`` syncs with the host on a GPU."""
+    rows = plan.weakened.nonzero().squeeze(1)
+    mixed = x.index_select(0, rows).lerp(x.index_select(0, plan.partner[rows]),
+                                         (1.0 - plan.own_share[rows]).view(-1, 1, 1, 1))
+    return x.index_copy(0, rows, mixed)
+
+
+def median_ms(fn: Callable, features: torch.Tensor, grad: torch.Tensor, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         x = features.detach().requires_grad_()
@@ -35,19 +51,38 @@ def median_ms(fn, features: torch.Tensor, grad: torch.Tensor, repeats: int) -> f
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", type=int, nargs="+", default=[128, 16, 28, 28])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--shape", type=int, nargs=4, default=[128, 16, 32, 32])
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--shares", type=float, nargs="+", default=[0.99, 0.63, 0.25, 0.1])
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    labels = torch.cat([torch.zeros(args.shape[0] - 2, dtype=torch.long), torch.ones(2, dtype=torch.long)])
-    plan = WeakeningPolicy([500, 5], seed=0).plan(labels)  # step-100-like: almost every sample weakened
+    batch = args.shape[0]
     features, grad = torch.randn(*args.shape), torch.randn(*args.shape)
-    assert torch.equal(plan.apply(features), where_formulation(plan, features))
-    print(f"shape {tuple(args.shape)}, {plan.num_weakened}/{len(plan)} weakened, {torch.get_num_threads()} threads")
-    for _ in range(2):  # twice, to see the drift
-        old = median_ms(lambda x: where_formulation(plan, x), features, grad, args.repeats)
-        new = median_ms(plan.apply, features, grad, args.repeats)
-        print(f"gather + lerp + where: {old:.2f} ms   WeakeningPlan.apply: {new:.2f} ms   ratio {old / new:.2f}x")
+    contenders = {"gather+lerp+where": gather_lerp_where, "autograd gather+lerp": autograd_lerp,
+                  "subset rows": subset_rows, "WeakeningPlan.apply": None}
+    print(f"command: python benchmarks/mix_op.py --shape {' '.join(map(str, args.shape))} --repeats {args.repeats}")
+    print(f"activation {tuple(args.shape)}, forward + backward, median ms of {args.repeats} calls, "
+          f"{torch.get_num_threads()} threads\n")
+    print(f"{'weakened':>9}  " + "  ".join(f"{name:>20}" for name in contenders) + "  apply vs autograd")
+    for share in args.shares:
+        weakened = torch.rand(batch) < share
+        own_share = torch.where(weakened, 0.5 + 0.5 * torch.rand(batch), torch.ones(batch))
+        plan = WeakeningPlan(weakened, own_share, torch.randperm(batch))
+        reference = features.detach().requires_grad_()
+        autograd_lerp(plan, reference).backward(grad)
+        for name, fn in contenders.items():  # same values and gradients (to rounding) before timing
+            x = features.detach().requires_grad_()
+            out = (fn or (lambda p, f: p.apply(f)))(plan, x)
+            out.backward(grad)
+            torch.testing.assert_close(out, autograd_lerp(plan, features))
+            torch.testing.assert_close(x.grad, reference.grad)
+        rounds = []
+        for _ in range(2):  # twice, to see the drift
+            rounds.append({name: median_ms(lambda x: fn(plan, x) if fn else plan.apply(x), features, grad,
+                                           args.repeats) for name, fn in contenders.items()})
+        best = {name: min(r[name] for r in rounds) for name in contenders}
+        print(f"{100 * float(weakened.float().mean()):>8.0f}%  " + "  ".join(f"{best[n]:>20.2f}" for n in contenders)
+              + f"  {best['autograd gather+lerp'] / best['WeakeningPlan.apply']:>13.2f}x")
 
 
 if __name__ == "__main__":

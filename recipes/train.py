@@ -40,6 +40,7 @@ from procrustean.train.config import TrainConfig, parse_config
 from procrustean.train.diagnostics import FeatureGradientMonitor
 from procrustean.train.distributed import NonFiniteWatch
 from procrustean.train.evaluation import evaluate_model
+from procrustean.train.loaders import loader_settings
 from procrustean.train.metrics_log import MetricsLog
 from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
 from procrustean.train.setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
@@ -123,14 +124,16 @@ def training_function(config: TrainConfig) -> int:
         train_data = SampleSeededDataset(
             with_image_transform(train_set, train_tf, data.image_column, data.label_column, config.in_chans),
             seed=config.seed)
-    # the collator draws each batch's weakening plan (from the policy's seed and the batch itself)
+    # workers, pinned memory and persistent workers for this machine; the collator draws each batch's weakening
+    # plan (from the policy's seed and the batch itself)
+    loading = loader_settings(config.num_workers, config.data_path, accelerator.device)
     train_loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=mixup is not None,
-                              num_workers=config.num_workers, collate_fn=ProcrusteanCollator(model.policy))
+                              collate_fn=ProcrusteanCollator(model.policy), **loading)
 
     def eval_loader_for(dataset):
         return DataLoader(with_image_transform(dataset, eval_tf, data.image_column, data.label_column, config.in_chans),
-                          batch_size=config.eval_batch_size, num_workers=config.num_workers,
-                          collate_fn=ProcrusteanCollator())
+                          batch_size=config.eval_batch_size, collate_fn=ProcrusteanCollator(),
+                          **{**loading, "persistent_workers": False})
 
     eval_loader = eval_loader_for(eval_set) if eval_set is not None else None
     train_eval_loader = eval_loader_for(train_set) if config.eval_train_accuracy else None

@@ -1,6 +1,7 @@
 """procrustean.data (sources, verification, transforms, Fashion-MNIST), on tiny data built here (offline; see conftest.py)."""
 import gzip
 import os
+import random
 import struct
 import time
 from pathlib import Path
@@ -353,3 +354,62 @@ def test_the_old_fashion_mnist_module_still_works_with_a_warning():
     with pytest.warns(FutureWarning, match="procrustean.data.fashion_mnist"):
         old = importlib.import_module("procrustean.fashion_mnist")
     assert old.load_fashion_mnist is load_fashion_mnist and old.main is main
+
+
+def _randomly_transformed(n, calls):
+    """An HF data set whose (batched) transform draws one random number per row, counting its calls."""
+    def transform(batch):
+        calls.append(len(batch["label"]))
+        return {"value": [float(torch.rand(())) + random.random() for _ in batch["label"]], "label": batch["label"]}
+
+    return datasets.Dataset.from_dict({"label": list(range(n))}).with_transform(transform)
+
+
+def test_seeded_augmentation_reads_a_batch_at_once_and_depends_only_on_seed_epoch_and_indices():
+    from procrustean.data import SampleSeededDataset
+
+    calls = []
+    data = SampleSeededDataset(_randomly_transformed(20, calls), seed=7)
+    batch = data.__getitems__([3, 1, 4])
+    assert calls == [3]  # one read and one transform call for the batch, not one per row
+    torch.manual_seed(123), random.seed(5)  # the caller's RNG states play no part, and are left as they were
+    state = torch.get_rng_state()
+    assert data.__getitems__([3, 1, 4]) == batch and torch.equal(torch.get_rng_state(), state)
+    assert data.__getitems__([5]) == [data[5]]  # a batch of one is seeded as the single read
+    data.set_epoch(1)
+    assert data.epoch == 1 and data.__getitems__([3, 1, 4]) != batch
+
+
+def test_the_epoch_reaches_persistent_workers():
+    from torch.utils.data import DataLoader
+
+    from procrustean.data import SampleSeededDataset
+
+    def epochs(workers, persistent):
+        data = SampleSeededDataset(_randomly_transformed(12, []), seed=0)
+        loader = DataLoader(data, batch_size=4, num_workers=workers, persistent_workers=persistent,
+                            collate_fn=lambda rows: [r["value"] for r in rows])
+        values = []
+        for epoch in range(3):
+            data.set_epoch(epoch)
+            values.append([v for batch in loader for v in batch])
+        return values
+
+    reference = epochs(0, False)
+    assert reference[0] != reference[1] != reference[2]
+    assert epochs(2, True) == reference
+
+
+def test_loader_settings_fit_the_machine(monkeypatch):
+    from procrustean.train.loaders import MAX_AUTO_WORKERS, available_cpus, loader_settings
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert loader_settings(None, "pil", cpu) == {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
+    assert loader_settings(None, "in_memory", gpu)["num_workers"] == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    on_gpu = loader_settings(None, "pil", gpu)
+    assert on_gpu["pin_memory"] and on_gpu["persistent_workers"]
+    assert on_gpu["num_workers"] == min(MAX_AUTO_WORKERS, max(1, available_cpus() - 1))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(10 * available_cpus()))  # more processes than cores: one each
+    assert loader_settings(None, "pil", gpu)["num_workers"] == 1
+    assert loader_settings(3, "pil", cpu) == {"num_workers": 3, "pin_memory": False, "persistent_workers": True}

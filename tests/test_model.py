@@ -264,7 +264,7 @@ def test_plans_follow_the_features_dtype_and_device():
     x, y = torch.randn(8, 1, 16, 16, dtype=torch.bfloat16), batch()[1]
     with torch.no_grad():
         out, plan, draws = weakened(model, x, y, seed=5)
-        weight = (1 - plan.own_share).to(torch.bfloat16).view(-1, 1, 1, 1)
-        expected = model.backbone(torch.lerp(x, x[plan.partner], weight))
+        own_share = plan.own_share.to(torch.bfloat16).view(-1, 1, 1, 1)  # the own share rounded to bfloat16
+        expected = model.backbone(torch.lerp(x[plan.partner], x, own_share))
     assert draws.uniform.dtype == torch.float32 and draws.uniform.device.type == "cpu"
     assert out.logits.dtype == torch.bfloat16 and torch.equal(out.logits, expected)

@@ -234,3 +234,30 @@ def test_integer_features_are_mixed_in_float_and_rounded_back():
     assert mixed.dtype == torch.uint8
     assert torch.equal(mixed, plan.apply(images.float()).round().to(torch.uint8))
     assert not torch.equal(mixed, images)
+
+
+@pytest.mark.parametrize("partner", ["any", "larger_or_equal"])
+def test_the_mix_gradient_is_the_mixing_formula_gradient(partner):
+    """The hand-written backward equals autograd's on the formula, for repeated partners and rows left alone."""
+    from procrustean.policy import _FeatureMix
+
+    policy = WeakeningPolicy(STEP_COUNTS, partner=partner, lam_range=(0.3, 1.0), seed=3)
+    labels = torch.tensor([0, 9, 1, 8, 2, 7, 3, 3] * 4)
+    plan = policy.plan(labels)
+    assert plan.weakened.any() and not plan.weakened.all()
+    features = torch.randn(32, 3, 5, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(32, 3, 5, dtype=torch.float64)
+    plan.apply(features).backward(upstream)
+    reference = features.detach().clone().requires_grad_()
+    partner_or_self = torch.where(plan.weakened, plan.partner, torch.arange(32))
+    share = plan.own_share.double().view(-1, 1, 1)
+    (share * reference + (1 - share) * reference[partner_or_self]).backward(upstream)
+    torch.testing.assert_close(features.grad, reference.grad)
+    keep = ~plan.weakened  # a row left alone, and no row chose it as partner: its gradient passes unchanged
+    chosen = torch.zeros(32, dtype=torch.bool)
+    chosen[plan.partner[plan.weakened]] = True
+    if (keep & ~chosen).any():
+        assert torch.equal(features.grad[keep & ~chosen], upstream[keep & ~chosen])
+    share = share.requires_grad_(False)
+    assert torch.autograd.gradcheck(lambda x: _FeatureMix.apply(x, partner_or_self, share),
+                                    (torch.randn(32, 3, 5, dtype=torch.float64, requires_grad=True),))

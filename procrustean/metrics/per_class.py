@@ -29,7 +29,8 @@ class PerClassAccuracy:
         if self.correct.device != labels.device:
             self.correct, self.total = self.correct.to(labels.device), self.total.to(labels.device)
         self.total += torch.bincount(labels, minlength=self.num_classes)
-        self.correct += torch.bincount(labels[predictions == labels], minlength=self.num_classes)
+        # index_add_ rather than bincount(labels[hit]): boolean indexing would wait for the device
+        self.correct.index_add_(0, labels, (predictions == labels).to(self.correct.dtype))
 
     def reduced(self, accelerator: Any = None) -> "PerClassAccuracy":
         """A copy holding the sums over all processes (``accelerator.reduce``)."""

@@ -45,7 +45,9 @@ class TrainConfig:
                            "in_memory: decode the training images once into uint8 tensors and crop, flip and "
                            "normalise whole batches on the device (small images that fit in memory; --train_crop "
                            "pad4 only)."})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    num_workers: Optional[int] = field(default=None, metadata={"help": "DataLoader worker processes (default: "
+                                       "none when training on the CPU or with --data_path in_memory, else one "
+                                       "per spare CPU core, at most 8 per process)."})
     # ---------------------------------------------------------------- model
     model: str = field(default="resnet8_cifar", metadata={"help": "Any timm model name, 'hf-hub:<repo>' or "
                        "'local-dir:<path>'."})
@@ -178,6 +180,8 @@ class TrainConfig:
                      "in_chans", "logging_steps"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise UsageError(f"--num_workers must be >= 0, got {self.num_workers}.")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise UsageError(f"--max_train_steps must be >= 1, got {self.max_train_steps}.")
         if self.model_kwargs:
