@@ -1,50 +1,73 @@
-"""Training throughput of the recipe vs. a bare PyTorch loop (and, optionally, timm's own train.py).
+"""Training throughput of the recipe against a bare PyTorch loop and timm's own train.py, in one run.
 
-    python benchmarks/throughput.py --steps 100 [--timm_train_py /path/to/pytorch-image-models/train.py]
+    python benchmarks/throughput.py --steps 40 [--rounds 5] [--weakening_off] [--json results.json]
 
-All on the same data (Fashion-MNIST-LT step-100, n_max 500, the suite's training split), the same
-model (CIFAR ResNet-8, 1 channel, 28 px), the same batch size, optimizer and augmentation, one after
-the other on this machine, each over the same number of optimizer steps after a few warm-up steps.
-Reported: training samples per second inside each training loop (no start-up, no evaluation) and
-the ratios to the bare loop. timm's train.py is not part of the timm wheel: pass the file from a
-checkout of pytorch-image-models matching the installed timm; it runs with procrustean imported so
-that `resnet8_cifar` exists, on an imagefolder export of the same split.
+The same data, model, batch, optimizer and augmentation for every contender: Fashion-MNIST-LT step-100
+with an n_max just large enough for the timed steps to stay inside the first epoch (what an epoch
+boundary costs is measured by ``benchmarks/scaling.py``), CIFAR ResNet-8 with 1 channel at 28 px,
+batch 128, SGD with momentum, pad-4 random crop + horizontal flip + normalisation, no DataLoader workers
+(the recipe's default on the CPU). Contenders, each a fresh process:
+
+* bare loop, PIL: torchvision transforms per sample in the DataLoader (``benchmarks/bare_loop.py``);
+* bare loop, in memory: uint8 images indexed, cropped, flipped and normalised per batch by hand;
+* timm's ``train.py`` (``benchmarks/third_party/timm_train.py``, on an imagefolder export of the
+  same split; timm has no pad-and-crop, so it crops with RandomResizedCrop at scale 1, ratio 1);
+* the recipe (``recipes/train.py --config recipes/configs/fmnist_lt_step100.yaml``) with weakening
+  on, on each data path (``--data_path pil``, and ``in_memory``, the config's default); with
+  ``--weakening_off`` also with weakening off.
+
+Every contender is timed by the same clock from outside (``benchmarks/step_clock.py``: the time of
+each optimizer step): samples per second over ``--steps`` steps after ``--warmup`` steps. Each round
+runs every contender once, in an order rotated from round to round; ratios are taken within a round
+(paired) and their median over the rounds is reported. Then two more runs of the recipe under cProfile
+shows where its step goes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
-import re
+import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import torch
-from torch.utils.data import DataLoader
+from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-MEAN, STD = [0.2860], [0.3530]
+BENCH = ROOT / "benchmarks"
+MEAN, STD = "0.2860", "0.3530"
+BARE_PIL, BARE_MEMORY, TIMM = "bare loop, PIL", "bare loop, in memory", "timm train.py"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=100, help="timed optimizer steps per contender")
+    parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps per contender and round")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--max_per_class", type=int, default=500)
+    parser.add_argument("--max_per_class", type=int, default=None,
+                        help="n_max of the split (default: just enough images for the timed steps in one epoch)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--weakening_location", default="stage:1", help="where the recipe weakens when it does")
-    parser.add_argument("--timm_train_py", default=None)
-    parser.add_argument("--json", default=None)
-    return parser.parse_args(argv)
+    parser.add_argument("--weakening_location", default="stage:1")
+    parser.add_argument("--weakening_off", action="store_true",
+                        help="also time the recipe with weakening off (its cost alone: benchmarks/overhead.py)")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    needed = (args.warmup + args.steps + 1) * args.batch_size  # step-100: 5 classes of n_max + 5 of n_max / 100
+    args.max_per_class = args.max_per_class or min(6000, 100 * math.ceil(needed / 5.05 / 100))
+    if 5.05 * args.max_per_class < needed:
+        parser.error(f"{args.warmup + args.steps} steps of {args.batch_size} do not fit in one epoch of n_max "
+                     f"{args.max_per_class}: fewer --steps or a smaller --batch_size.")
+    return args
 
 
-def build_split(args, workdir: Path):
+def build_data(args, workdir: Path) -> None:
+    """The split (save_to_disk, for the recipe and the bare loops) and its imagefolder export (for timm)."""
     import datasets
 
     import procrustean
@@ -54,119 +77,150 @@ def build_split(args, workdir: Path):
     data = load_fashion_mnist()
     train = procrustean.make_imbalanced(data["train"], "step:100", label_column="label", seed=0,
                                         max_per_class=args.max_per_class)
-    datasets.DatasetDict({"train": train, "test": data["test"].select(range(500))}).save_to_disk(str(workdir / "ds"))
-    return train
-
-
-def bare_loop(args, train) -> float:
-    """What a user would write by hand: DataLoader, model, SGD, cross-entropy. Samples per second."""
-    import timm
-
-    from procrustean import ProcrusteanCollator
-    from procrustean.data import build_transforms, with_image_transform
-
-    torch.manual_seed(0)
-    model = timm.create_model("resnet8_cifar", num_classes=10, in_chans=1).train()
-    transform = build_transforms(model, is_training=True, img_size=28, train_crop="pad4", mean=MEAN, std=STD)
-    loader = DataLoader(with_image_transform(train, transform, "image", "label", 1), batch_size=args.batch_size,
-                        shuffle=True, collate_fn=ProcrusteanCollator(), generator=torch.Generator().manual_seed(0))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
-    step, samples, start = 0, 0, None
-    while step < args.warmup + args.steps:
-        for batch in loader:
-            if step == args.warmup:
-                start = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(batch["pixel_values"]), batch["labels"])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if start is not None:
-                samples += len(batch["labels"])
-            if step >= args.warmup + args.steps:
-                break
-    return samples / (time.perf_counter() - start)
-
-
-def recipe(args, workdir: Path, weakening: bool) -> float:
-    out = workdir / f"recipe-{'weak' if weakening else 'plain'}"
-    cmd = [sys.executable, "recipes/train.py", "--config", "recipes/configs/fmnist_lt_step100.yaml",
-           "--dataset", str(workdir / "ds"), "--imbalance", "none", "--max_train_steps", str(args.steps),
-           "--epochs", "1000", "--warmup_epochs", "0", "--batch_size", str(args.batch_size),
-           "--checkpointing_steps", "no", "--report_to", "none", "--verify_images", "false",
-           "--eval_every_epochs", "1000", "--weakening", str(weakening).lower(),
-           "--weakening_location", args.weakening_location, "--output_dir", str(out),
-           "--overwrite_output_dir", "true"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
-    return json.loads((out / "all_results.json").read_text())["train_samples_per_second"]
-
-
-def timm_train(args, workdir: Path, train) -> float:
-    """timm's train.py on an imagefolder export of the same split; samples/s from its per-update log lines.
-
-    Its loader reads every image as RGB (the 2023 train.py has no --input-img-mode), so timm trains the
-    3-channel variant of the model: only the first convolution differs (3 -> 16 instead of 1 -> 16)."""
-    folder = workdir / "imagefolder"
-    if not folder.exists():
-        names = train.features["label"].names
-        for i, example in enumerate(train):
-            target = folder / "train" / f"{example['label']}_{names[example['label']].replace('/', '-')}"
+    datasets.DatasetDict({"train": train, "test": data["test"].select(range(200))}).save_to_disk(str(workdir / "ds"))
+    names = train.features["label"].names
+    for split, rows in (("train", train), ("validation", data["test"].select(range(20)))):
+        for i, example in enumerate(rows):
+            target = workdir / "imagefolder" / split / f"{example['label']}_{names[example['label']].replace('/', '-')}"
             target.mkdir(parents=True, exist_ok=True)
             example["image"].save(target / f"{i}.png")
-        shutil.copytree(folder / "train", folder / "validation")
-    steps_per_epoch = -(-len(train) // args.batch_size)
-    epochs = -(-(args.steps + args.warmup) // steps_per_epoch)
-    # procrustean registers resnet8_cifar. train.py versions without --device (e.g. the 2023 one, commit
-    # 2aabaef) assume CUDA twice: init_distributed_device gets args.device = "cpu", and the default
-    # device=torch.device('cuda') of train_one_epoch / validate is read as the CPU; nothing else changes.
-    launcher = ("import sys, procrustean, timm.utils as u; init = u.init_distributed_device; "
-                "u.init_distributed_device = lambda a: (a.__dict__.setdefault('device', 'cpu'), init(a))[1]; "
-                "path = sys.argv[1]; sys.argv = sys.argv[1:]; "
-                "src = open(path).read().replace(\"device=torch.device('cuda')\", \"device=torch.device('cpu')\"); "
-                "exec(compile(src, path, 'exec'), {'__name__': '__main__', '__file__': path})")
-    cmd = [sys.executable, "-c", launcher, args.timm_train_py, "--data-dir", str(folder), "--model", "resnet8_cifar",
-           "--num-classes", "10", "--in-chans", "3", "--input-size", "3", "28", "28", "--mean", *map(str, MEAN * 3),
-           "--std", *map(str, STD * 3), "-b", str(args.batch_size), "--epochs", str(epochs), "--lr", "0.1",
-           "--opt", "sgd", "--momentum", "0.9", "--weight-decay", "2e-4", "--sched", "step", "--warmup-epochs", "0",
-           "--workers", "0", "--log-interval", "1", "--output", str(workdir / "timm-out"), "--no-prefetcher",
-           "--hflip", "0.5", "--scale", "1", "1", "--ratio", "1", "1", "--color-jitter", "0", "--smoothing", "0",
-           "--val-split", "validation"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
-    # one log line per optimizer update: "Time: <seconds>s, <samples per second>/s  (<running averages>)"
-    updates = [(float(t), float(r)) for t, r in re.findall(r"Time: ([\d.]+)s,\s*([\d.]+)/s", proc.stdout + proc.stderr)]
-    timed = updates[args.warmup:args.warmup + args.steps]
-    if not timed:
-        raise RuntimeError(f"could not read timm's rate (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return sum(t * r for t, r in timed) / sum(t for t, _ in timed)
+
+
+def commands(args, workdir: Path) -> Dict[str, List[str]]:
+    data = str(workdir / "ds")
+    bare = [str(BENCH / "bare_loop.py"), "--dataset", data, "--batch_size", str(args.batch_size),
+            "--steps", str(args.warmup + args.steps)]
+    timm = [str(BENCH / "third_party" / "timm_train.py"), "--data-dir", str(workdir / "imagefolder"),
+            "--train-split", "train", "--val-split", "validation", "--model", "resnet8_cifar", "--num-classes", "10",
+            "--in-chans", "1", "--input-img-mode", "L", "--input-size", "1", "28", "28", "--mean", MEAN,
+            "--std", STD, "-b", str(args.batch_size), "--epochs", "1", "--lr", "0.1", "--opt", "sgd",
+            "--momentum", "0.9", "--weight-decay", "2e-4", "--sched", "step", "--warmup-epochs", "0",
+            "--workers", "0", "--device", "cpu", "--no-prefetcher", "--hflip", "0.5", "--scale", "1", "1",
+            "--ratio", "1", "1", "--color-jitter", "0", "--smoothing", "0", "--log-interval", "50",
+            "--output", str(workdir / "timm-out")]
+    result = {BARE_PIL: bare + ["--data_path", "pil"], BARE_MEMORY: bare + ["--data_path", "in_memory"], TIMM: timm}
+    for data_path in ("pil", "in_memory"):
+        for weakening in (("off", "on") if args.weakening_off else ("on",)):
+            result[recipe_name(data_path, weakening)] = [
+                "recipes/train.py", "--config", "recipes/configs/fmnist_lt_step100.yaml", "--dataset", data,
+                "--imbalance", "none", "--data_path", data_path, "--weakening", str(weakening == "on").lower(),
+                "--weakening_location", args.weakening_location, "--batch_size", str(args.batch_size),
+                "--epochs", "1000", "--warmup_epochs", "0", "--checkpointing_steps", "no", "--report_to", "none",
+                "--verify_images", "false", "--eval_every_epochs", "1000",
+                "--output_dir", str(workdir / f"recipe-{data_path}-{weakening}"), "--overwrite_output_dir", "true"]
+    return result
+
+
+def recipe_name(data_path: str, weakening: str) -> str:
+    return f"recipe, {'PIL' if data_path == 'pil' else 'in memory'}, weakening {weakening}"
+
+
+def timed_run(args, workdir: Path, command: List[str], profile: Path = None) -> List[float]:
+    """The optimizer step times of one fresh process."""
+    stamps = workdir / "stamps.json"
+    clock = [sys.executable, str(BENCH / "step_clock.py"), str(stamps), str(args.warmup + args.steps)]
+    if profile is not None:
+        clock += ["--profile", str(profile)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(clock + command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} ... failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(stamps.read_text())
+
+
+def samples_per_second(args, stamps: List[float]) -> float:
+    return args.steps * args.batch_size / (stamps[-1] - stamps[args.warmup - 1])
+
+
+PROFILE_ROWS: List[Tuple[str, List[Tuple[str, str]]]] = [
+    ("data: DataLoader (read, transforms, collation)", [("torch/utils/data/dataloader.py", "__next__")]),
+    ("  of which the weakening draws (collator)", [("procrustean/policy.py", "draw"),
+                                                  ("procrustean/policy.py", "batch_generator")]),
+    ("data: augmentation on the device (in memory)", [("procrustean/data/in_memory.py", "forward")]),
+    ("forward (model + loss)", [("procrustean/model.py", "forward")]),
+    ("  of which the weakening (resolve + mix)", [("procrustean/policy.py", "resolve"),
+                                                 ("procrustean/policy.py", "apply")]),
+    ("backward", [("accelerate/accelerator.py", "backward")]),
+    ("  of which the mix's backward", [("procrustean/policy.py", "backward")]),
+    ("optimizer step + zero_grad", [("accelerate/optimizer.py", "step"), ("accelerate/optimizer.py", "zero_grad")]),
+    ("bookkeeping: per-class accuracy", [("procrustean/metrics/per_class.py", "update")]),
+    ("bookkeeping: non-finite watch", [("procrustean/train/distributed.py", "update"),
+                                       ("procrustean/train/distributed.py", "check")]),
+    ("bookkeeping: lr schedule", [("timm/scheduler/scheduler.py", "step_update")]),
+    ("bookkeeping: progress bar", [("tqdm/std.py", "update"), ("tqdm/std.py", "set_postfix")]),
+    ("bookkeeping: gradient accumulation context", [("accelerate/accelerator.py", "accumulate")]),
+]
+
+
+def profile_table(profile: Path, loop_seconds: float, steps: int) -> List[Tuple[str, float, float]]:
+    """(row, ms per step, share of the loop) from cProfile's cumulative times of the functions of each row."""
+    stats = pstats.Stats(str(profile)).stats
+    rows, top_level = [], 0.0
+    for label, functions in PROFILE_ROWS:
+        seconds = sum(cumulative for (path, _, name), (_, _, _, cumulative, _) in stats.items()
+                      for suffix, function in functions if path.endswith(suffix) and name == function)
+        rows.append((label, 1000 * seconds / steps, seconds / loop_seconds))
+        if not label.startswith(" "):
+            top_level += seconds
+    rows.append(("rest of the loop (Python, Accelerate's loader wrapper, ...)", 1000 * (loop_seconds - top_level) / steps,
+                 (loop_seconds - top_level) / loop_seconds))
+    return rows
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="procrustean-throughput-"))
-    print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.threads} threads; {args.steps} timed steps of batch {args.batch_size} after {args.warmup} warm-up")
-    train = build_split(args, workdir)
-    # alternating order (off, on, on, off), averaged, so that drift of the machine hits both alike
-    off_1, on_1 = recipe(args, workdir, weakening=False), recipe(args, workdir, weakening=True)
-    on_2, off_2 = recipe(args, workdir, weakening=True), recipe(args, workdir, weakening=False)
-    bare = bare_loop(args, train)
-    print(f"recipe runs (samples/s): off {off_1:.1f}, on {on_1:.1f}, on {on_2:.1f}, off {off_2:.1f}; bare {bare:.1f}")
-    results = {"bare PyTorch loop": bare,
-               "recipe, weakening off": (off_1 + off_2) / 2,
-               f"recipe, weakening on ({args.weakening_location})": (on_1 + on_2) / 2}
-    if args.timm_train_py:
-        results["timm train.py"] = timm_train(args, workdir, train)
-    base = results["bare PyTorch loop"]
-    print(f"\n{'contender':<36} {'samples/s':>10} {'vs bare loop':>13}")
-    for name, rate in results.items():
-        print(f"{name:<36} {rate:>10.1f} {rate / base:>13.3f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"command": sys.argv, "samples_per_second": results}, indent=2))
-    shutil.rmtree(workdir, ignore_errors=True)
+    print(f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads per process; "
+          f"{args.steps} timed steps of batch {args.batch_size} after {args.warmup} warm-up steps, "
+          f"{args.rounds} rounds")
+    try:
+        build_data(args, workdir)
+        runs = commands(args, workdir)
+        names = list(runs)
+        rates: Dict[str, List[float]] = {name: [] for name in names}
+        for round_ in range(args.rounds):
+            shift = (round_ * 3) % len(names)
+            for name in names[shift:] + names[:shift]:
+                rates[name].append(samples_per_second(args, timed_run(args, workdir, runs[name])))
+            print(f"round {round_ + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f}" for n in names), flush=True)
+
+        def paired(name: str, reference: str) -> float:
+            return statistics.median(a / b for a, b in zip(rates[name], rates[reference]))
+
+        same_path = {BARE_PIL: BARE_PIL, BARE_MEMORY: BARE_MEMORY, TIMM: BARE_PIL}
+        for data_path, bare in (("pil", BARE_PIL), ("in_memory", BARE_MEMORY)):
+            for weakening in ("off", "on"):
+                same_path[recipe_name(data_path, weakening)] = bare
+        same_path = {name: reference for name, reference in same_path.items() if name in rates}
+        print(f"\n{'contender':<34} {'samples/s':>10} {'vs bare loop, same data path':>29} {'vs bare, PIL':>13} "
+              f"{'vs timm':>8}")
+        table = {}
+        for name in names:
+            table[name] = {"samples_per_second": statistics.median(rates[name]), "per_round": rates[name],
+                           "vs_bare_same_path": paired(name, same_path[name]), "vs_bare_pil": paired(name, BARE_PIL),
+                           "vs_timm": paired(name, TIMM)}
+            row = table[name]
+            print(f"{name:<34} {row['samples_per_second']:>10.0f} {row['vs_bare_same_path']:>29.3f} "
+                  f"{row['vs_bare_pil']:>13.3f} {row['vs_timm']:>8.3f}")
+
+        # where the recipe's step goes, on each data path, weakening on, under cProfile
+        profiles = {}
+        for data_path in ("pil", "in_memory"):
+            profile = workdir / f"recipe-{data_path}.prof"
+            stamps = timed_run(args, workdir, runs[recipe_name(data_path, "on")], profile=profile)
+            profiles[data_path] = profile_table(profile, stamps[-1] - stamps[0], len(stamps) - 1)
+        print(f"\nprofile of the recipe, weakening on, under cProfile (steps 2 to {args.warmup + args.steps}; cProfile "
+              "slows Python-heavy code, so read the shares):")
+        print(f"{'':<62} {'PIL path':>18} {'in-memory path':>18}")
+        for i, (label, *_) in enumerate(profiles["pil"]):
+            cells = [f"{profiles[p][i][1]:>7.2f} ms {100 * profiles[p][i][2]:>5.1f}%" for p in ("pil", "in_memory")]
+            print(f"{label:<62} {cells[0]:>18} {cells[1]:>18}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"command": sys.argv, "results": table, "profile": profiles}, indent=2))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

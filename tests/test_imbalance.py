@@ -224,3 +224,19 @@ def test_class_order_moves_the_imbalance_onto_other_classes():
     for bad in ([0, 1, 2, 3], [0, 0, 1, 2, 3], [1, 2, 3, 4, 5]):
         with pytest.raises(ValueError, match="permutation"):
             make_imbalanced(ds, "step:10", class_order=bad)
+
+
+def test_errors_about_many_classes_stay_short():
+    """A thousand-class data set that cannot take the profile gets an error of a few lines, not every class."""
+    import datasets
+
+    from procrustean.errors import UsageError
+
+    features = datasets.Features({"label": datasets.ClassLabel(num_classes=1000)})
+    data = datasets.Dataset.from_dict({"label": [c % 1000 for c in range(5000)]}, features=features)
+    with pytest.raises(UsageError, match=r"\.\.\. \(\d+ classes\)") as error:
+        make_imbalanced(data, "exp:100", seed=0)
+    assert len(str(error.value)) < 600
+    with pytest.raises(UsageError, match=r"\.\.\. \(\d+ classes short\)") as error:
+        make_imbalanced(data, "exp:2", seed=0, max_per_class=9)
+    assert len(str(error.value)) < 800

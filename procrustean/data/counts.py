@@ -59,10 +59,10 @@ def dataset_label_column(dataset: Any, label_column: str) -> np.ndarray:
     if names is not None and label_column not in names:
         raise MissingColumnError(f"Label column '{label_column}' not found; available columns: {names}. "
                        "Pass the right `label_column`.")
-    if hasattr(dataset, "with_format"):
-        # One batched numpy read of this column only; also bypasses a `set_transform` that would
-        # otherwise need (and decode) every column. Iterating `dataset[col]` is ~4x slower.
-        return np.asarray(dataset.with_format("numpy")[label_column][:])
+    if hasattr(dataset, "select_columns") and hasattr(dataset, "with_format"):
+        # One Arrow read of this column only; also bypasses a `set_transform` that would otherwise need (and
+        # decode) every column. 1M labels: 0.02 s, against 1 s through the numpy format (benchmarks/scaling.py).
+        return dataset.select_columns([label_column]).with_format("arrow")[:][label_column].to_numpy()
     return np.asarray(dataset[label_column])
 
 
