@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--runs_dir", default=str(ROOT / "benchmarks" / "runs"))
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    parser.add_argument("--by_seed", action="store_true", help="run profile by profile and seed by seed (every cell "
+                        "of a seed before the next), instead of cell by cell")
     parser.add_argument("--dry_run", action="store_true")
     return parser.parse_args(argv)
 
@@ -59,7 +61,8 @@ def plan(args: argparse.Namespace, spec: Dict[str, Any]) -> List[Dict[str, Any]]
             continue
         for profile in profiles:
             for seed in args.seeds:
-                options = {**spec["base"], "imbalance": spec["profiles"][profile]["imbalance"]}
+                # a profile is a config, an imbalance and any further options (e.g. imbalance_class_order)
+                options = {**spec["base"], **{k: v for k, v in spec["profiles"][profile].items() if k != "config"}}
                 if args.suite == "ablations":
                     options.update(spec["ablation_base"])
                 options.update(cell.get("overrides", {}))
@@ -72,6 +75,8 @@ def plan(args: argparse.Namespace, spec: Dict[str, Any]) -> List[Dict[str, Any]]
                 runs.append({"key": key, "suite": args.suite, "cell": name, "profile": profile, "seed": seed,
                              "config": spec["profiles"][profile]["config"], "options": options,
                              "diagnose": diagnose, "keep_history": diagnose or bool(spec.get("keep_history"))})
+    if args.by_seed:  # every cell of a seed before the next seed: a suite cut short still leaves paired seeds
+        runs.sort(key=lambda run: (profiles.index(run["profile"]), args.seeds.index(run["seed"])))
     return runs
 
 

@@ -43,3 +43,14 @@ def test_ablation_plan_applies_the_base_then_the_cell():
     assert cmd[1:3] == ["recipes/train.py", "--config"]
     joined = " ".join(cmd)
     assert "--weakening true" in joined and "--lr_decay_epochs 2 3" in joined and "--checkpointing_steps no" in joined
+
+
+def test_profiles_carry_options_and_by_seed_orders_paired_seeds_first():
+    spec = {**SPEC, "profiles": {**SPEC["profiles"],
+                                 "step100_order_b": {"config": "a.yaml", "imbalance": "step:100",
+                                                     "imbalance_class_order": [1, 0, 2]}}}
+    args = suite.parse_args(["--suite", "main", "--seeds", "3", "4", "--profiles", "step100_order_b", "--by_seed"])
+    runs = suite.plan(args, spec)
+    assert [(r["seed"], r["cell"]) for r in runs] == [(3, c) for c in SPEC["main"]] + [(4, c) for c in SPEC["main"]]
+    assert "--imbalance_class_order 1 0 2" in " ".join(suite.command_of(runs[0]))
+    assert "config" not in runs[0]["options"]
