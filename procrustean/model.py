@@ -54,7 +54,7 @@ def _unwrap_backbone(backbone: nn.Module) -> nn.Module:
     if inner is not backbone and hasattr(backbone, "_orig_mod"):
         warnings.warn("ProcrusteanModel weakens through forward hooks on the backbone's own modules, so it uses the "
                       "original module of the compiled backbone. Compile the ProcrusteanModel instead "
-                      "(torch.compile(model) or --torch_compile).", stacklevel=3)
+                      "(torch.compile(model)).", stacklevel=3)
     return inner
 
 

@@ -107,6 +107,8 @@ def training_function(config: TrainConfig) -> int:
     mixup, mixup_loss = build_mixup(config, data.num_classes)  # the labels-mixed control, not Procrustean
     weakening = config.weakening and mixup is None
     model = ProcrusteanModel(backbone, policy if weakening else None, location=config.weakening_location, loss=loss_fn)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     accelerator.print(histogram.format())
     accelerator.print(f"\nWeakening ({'on' if weakening else 'off'}, at {model.location}):\n"
                       + policy.summary(data.class_names))
@@ -208,6 +210,8 @@ def training_function(config: TrainConfig) -> int:
         for batch in batches:
             if device_augment is not None:  # uint8 on the device -> cropped, flipped, normalised floats
                 batch["pixel_values"] = device_augment(batch["pixel_values"], batch.pop("sample_index"), epoch)
+            if config.channels_last:
+                batch["pixel_values"] = batch["pixel_values"].contiguous(memory_format=torch.channels_last)
             with accelerator.accumulate(model):
                 if mixup is not None:  # labels mixed too: plain forward, soft-target loss
                     pixels, soft_targets = mixup(batch["pixel_values"], batch["labels"])

@@ -109,3 +109,12 @@ def test_library_validation_raises_usage_errors(tmp_path):
         make_imbalanced(Dataset.from_dict({"label": [0, 1]}), "exp:2", label_column="y")
     with pytest.raises(UsageError, match="labels must lie in"):
         procrustean.WeakeningPolicy([3, 3]).plan(torch.tensor([0, 2]))
+
+
+def test_channels_last_trains_the_same_model(imagefolder, tmp_path):
+    """Only the memory layout changes: the weights agree with the default layout up to float rounding."""
+    default = _train(imagefolder, tmp_path / "nchw", "--epochs", "1")
+    channels_last = _train(imagefolder, tmp_path / "nhwc", "--epochs", "1", "--channels_last", "true",
+                           "--checkpointing_steps", "epoch")  # checkpoints and the export store dense tensors
+    assert _max_difference(default, channels_last) < 1e-3
+    assert (tmp_path / "nhwc" / "checkpoints").is_dir()

@@ -15,6 +15,8 @@ previous export untouched and no temporary directory behind.
 """
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 import os
@@ -75,6 +77,8 @@ def export_model(backbone: nn.Module, output_dir: PathLike, *, label_names: Sequ
     import timm.models
 
     model = unwrap_backbone(backbone)
+    if any(not t.is_contiguous() for t in model.state_dict().values()):  # e.g. trained channels-last
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # safetensors stores dense tensors
     output_dir = Path(output_dir).expanduser().absolute()
     names = _check_label_names(label_names, int(model.num_classes))
     copies = _check_extra_files(extra_files, model_card is not None, training_config is not None)

@@ -17,6 +17,8 @@ import json
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
+import torch
+
 from .._atomic import fsync_tree, swap_in_directory
 from ..errors import (MissingInputError, NotEnoughSpaceError, OutputConflictError, OutputNotWritableError,
                       UnsafeCheckpointError)
@@ -79,6 +81,15 @@ def resolve_resume(resume_from_checkpoint: Optional[str], output_dir: Path | str
     return path
 
 
+def _dense_weights(models: Any, weights: List[Dict[str, Any]], output_dir: str) -> None:
+    """Accelerate's save-state pre-hook: safetensors stores dense tensors only, so a model trained channels-last
+    is saved in the contiguous layout (loading restores the values; the recipe puts the layout back)."""
+    for state in weights:
+        for key, value in state.items():
+            if torch.is_tensor(value) and not value.is_contiguous():
+                state[key] = value.contiguous()
+
+
 def save_checkpoint(accelerator: Any, output_dir: Path | str, step: int, total_limit: Optional[int] = None,
                     run_state: Optional[Dict[str, Any]] = None) -> Path:
     """``accelerator.save_state`` plus each process's ``run_state`` (JSON) into a temporary folder, then one rename:
@@ -92,7 +103,11 @@ def save_checkpoint(accelerator: Any, output_dir: Path | str, step: int, total_l
         if tmp.exists():
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    hook = accelerator.register_save_state_pre_hook(_dense_weights)
+    try:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+    finally:
+        hook.remove()
     if run_state is not None:
         (tmp / RUN_STATE.format(accelerator.process_index)).write_text(json.dumps(run_state))
     accelerator.wait_for_everyone()
