@@ -6,7 +6,8 @@ Every location of each model is timed in interleaved rounds (one step of each co
 round); each round gives the ratio of each configuration's step to the baseline's step of that same
 round, and the reported ratio is the median of those paired ratios, so that drift of the machine
 hits all of them alike. The baseline is the same wrapper with weakening switched off (plain backbone
-forward + loss + backward + SGD step). The policy weakens
+forward + loss + backward + SGD step). Each location's mix is also timed inside its own steps by torch's
+profiler (the ``_FeatureMix`` forward and backward as a share of the step): drift cannot move that number. The policy weakens
 *every* sample (gamma = 0), the worst case. It also times the weakening alone (plan + mix of the
 pre-logit features), which is what the step ratio at ``pre_logits`` measures through the noise.
 """
@@ -24,6 +25,7 @@ import torch
 
 import procrustean  # noqa: F401
 from procrustean import ProcrusteanModel, WeakeningPolicy
+from procrustean.train.memory import keep_freed_memory
 
 
 def parse_args(argv=None):
@@ -34,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--num_classes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=40, help="timed steps (rounds) per configuration")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--profiled_steps", type=int, default=5, help="weakened steps per location under the profiler")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--locations", nargs="+", default=None, help="default: every supported location")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -90,6 +93,18 @@ def bench_model(name, args, device):
     paired = {config: statistics.median(t / base for t, base in zip(times[config], times["none"]))
               for config in configs if config != "none"}
 
+    # the mix's own share of a weakened step, from torch's profiler over the same steps: robust to the drift
+    # of the machine that the step ratios are not
+    shares = {}
+    for config in configs[1:]:
+        set_config(config)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(args.profiled_steps):
+                with torch.profiler.record_function("train_step"):
+                    time_steps(model, optimizer, x, y, device, 1)
+        totals = {e.key: e.cpu_time_total for e in prof.key_averages()}
+        shares[config] = (totals.get("_FeatureMix", 0.0) + totals.get("_FeatureMixBackward", 0.0)) / totals["train_step"]
+
     # the weakening alone at pre_logits: draw a plan and mix a [B, num_features] feature tensor
     features = torch.randn(args.batch_size, model.backbone.num_features, device=device, requires_grad=True)
     op_times = []
@@ -104,6 +119,7 @@ def bench_model(name, args, device):
         "baseline_step_ms": medians["none"] * 1e3,
         "step_ms": {c: m * 1e3 for c, m in medians.items()},
         "ratio_vs_baseline": paired,
+        "mix_share_of_step": shares,
         "weakening_op_ms": statistics.median(op_times) * 1e3,
         "weakening_op_share_of_step": statistics.median(op_times) / medians["none"],
     }
@@ -111,6 +127,7 @@ def bench_model(name, args, device):
 
 def main(argv=None):
     args = parse_args(argv)
+    kept = keep_freed_memory()  # as the recipe does (procrustean/train/memory.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -119,16 +136,17 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"batch {args.batch_size} x 3 x {args.img_size} x {args.img_size}, {args.steps} interleaved timed steps "
-          f"per configuration, every sample weakened (gamma=0)\n")
+          f"per configuration, every sample weakened (gamma=0); freed memory kept: {kept}\n")
     results = []
     for name in args.models:
         r = bench_model(name, args, device)
         results.append(r)
         print(f"{name}: baseline step {r['baseline_step_ms']:.1f} ms (median); weakening op alone "
               f"{r['weakening_op_ms']:.3f} ms = {100 * r['weakening_op_share_of_step']:.3f}% of a step")
-        print(f"  {'location':<12} {'step ms':>9} {'ratio':>7}")
+        print(f"  {'location':<12} {'step ms':>9} {'ratio':>7} {'mix share (profiler)':>21}")
         for config, ratio in r["ratio_vs_baseline"].items():
-            print(f"  {config:<12} {r['step_ms'][config]:>9.1f} {ratio:>7.3f}")
+            print(f"  {config:<12} {r['step_ms'][config]:>9.1f} {ratio:>7.3f} "
+                  f"{100 * r['mix_share_of_step'][config]:>20.2f}%")
         print()
     if args.json:
         with open(args.json, "w") as f:

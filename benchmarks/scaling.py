@@ -36,6 +36,7 @@ import torch
 
 import procrustean  # noqa: F401  (registers resnet8_cifar)
 from procrustean import ProcrusteanModel, WeakeningPolicy
+from procrustean.train.memory import keep_freed_memory
 from procrustean.data import class_histogram, make_imbalanced
 from procrustean.data.imbalance import imbalanced_counts
 from procrustean.metrics.per_class import PerClassAccuracy
@@ -295,10 +296,11 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--plot", default=None)
     args = parser.parse_args(argv)
+    kept = keep_freed_memory()  # as the recipe does (procrustean/train/memory.py)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     print(f"command: python benchmarks/scaling.py {' '.join(sys.argv[1:])}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, freed memory kept: {kept}")
     import datasets
 
     datasets.disable_progress_bars()

@@ -41,6 +41,7 @@ from procrustean.train.diagnostics import FeatureGradientMonitor
 from procrustean.train.distributed import NonFiniteWatch
 from procrustean.train.evaluation import evaluate_model
 from procrustean.train.loaders import loader_settings
+from procrustean.train.memory import keep_freed_memory
 from procrustean.train.metrics_log import MetricsLog
 from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
 from procrustean.train.setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
@@ -48,6 +49,8 @@ from procrustean.train.state import RunState
 
 
 def training_function(config: TrainConfig) -> int:
+    if config.keep_freed_memory:
+        keep_freed_memory()  # activations reuse the same host pages step after step
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,

@@ -413,3 +413,11 @@ def test_loader_settings_fit_the_machine(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(10 * available_cpus()))  # more processes than cores: one each
     assert loader_settings(None, "pil", gpu)["num_workers"] == 1
     assert loader_settings(3, "pil", cpu) == {"num_workers": 3, "pin_memory": False, "persistent_workers": True}
+
+
+def test_freed_host_memory_is_kept_on_glibc():
+    import platform
+
+    from procrustean.train.memory import keep_freed_memory
+
+    assert keep_freed_memory() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

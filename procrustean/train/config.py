@@ -117,6 +117,9 @@ class TrainConfig:
     max_grad_norm: Optional[float] = field(default=None, metadata={"help": "Clip gradients to this norm."})
     mixed_precision: Optional[str] = field(default=None, metadata={"help": "no, fp16, bf16 (default: "
                                            "accelerate's config)."})
+    keep_freed_memory: bool = field(default=True, metadata={"help": "Let glibc's malloc keep freed host memory "
+                                    "for the next step instead of page-faulting it in again (Linux; see "
+                                    "procrustean/train/memory.py)."})
     channels_last: bool = field(default=False, metadata={"help": "Train in the channels-last memory format (faster "
                                 "convolutions in bf16 / fp16 on GPUs, as timm's --channels-last)."})
     # ---------------------------------------------------------------- run
