@@ -189,11 +189,7 @@ def main(argv=None) -> None:
         def paired(name: str, reference: str) -> float:
             return statistics.median(a / b for a, b in zip(rates[name], rates[reference]))
 
-        same_path = {BARE_PIL: BARE_PIL, BARE_MEMORY: BARE_MEMORY, TIMM: BARE_PIL}
-        for data_path, bare in (("pil", BARE_PIL), ("in_memory", BARE_MEMORY)):
-            for weakening in ("off", "on"):
-                same_path[recipe_name(data_path, weakening)] = bare
-        same_path = {name: reference for name, reference in same_path.items() if name in rates}
+        same_path = {name: BARE_MEMORY if "in memory" in name else BARE_PIL for name in names}  # timm: PIL
         print(f"\n{'contender':<34} {'samples/s':>10} {'vs bare loop, same data path':>29} {'vs bare, PIL':>13} "
               f"{'vs timm':>8}")
         table = {}

@@ -123,7 +123,7 @@ def training_function(config: TrainConfig) -> int:
         images = decode_images(train_set, geometry, data.image_column, "L" if config.in_chans == 1 else "RGB")
         train_data = InMemoryImages(images, dataset_label_column(train_set, data.label_column))
         device_augment = DeviceAugment(mean, std, seed=config.seed)
-    else:  # timm's transforms, per sample, seeded by (seed, epoch, index)
+    else:  # timm's transforms per sample, seeded by (seed, epoch, the indices of each batch read)
         train_tf = build_transforms(backbone, is_training=True, img_size=config.img_size,
                                     train_crop=config.train_crop, mean=config.mean, std=config.std)
         train_data = SampleSeededDataset(

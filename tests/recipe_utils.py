@@ -58,3 +58,13 @@ def assert_same_weights(a_dir, b_dir):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def run_killed_and_resumed(args, full, broken, kill_after):
+    """The same run twice: to the end in ``full``; in ``broken`` killed (SIGKILL) right after the checkpoint of
+    step ``kill_after``, then resumed with ``--resume_from_checkpoint latest``."""
+    run([*args, "--output_dir", str(full)], launcher="python")
+    proc = run([*args, "--output_dir", str(broken)], launcher="python", check=False,
+               faults=["--kill_after_checkpoint", str(kill_after)])
+    assert proc.returncode != 0
+    run([*args, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"], launcher="python")

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from recipe_utils import SMALL, assert_same_weights, run
+from recipe_utils import SMALL, assert_same_weights, run, run_killed_and_resumed
 
 
 def _common(imagefolder):
@@ -97,11 +97,7 @@ def test_kill_right_after_the_last_step_of_an_epoch_resumes(imagefolder, tmp_pat
     # before its end-of-epoch bookkeeping; the resumed run has no batch left in that epoch
     args = [*_common(imagefolder), "--checkpointing_steps", "5"]
     full, broken = tmp_path / "full", tmp_path / "broken"
-    run([*args, "--output_dir", str(full)], launcher="python")
-    proc = run([*args, "--output_dir", str(broken)], launcher="python", check=False,
-               faults=["--kill_after_checkpoint", "5"])
-    assert proc.returncode != 0
-    run([*args, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"], launcher="python")
+    run_killed_and_resumed(args, full, broken, kill_after=5)
     assert_same_weights(full, broken)
     assert (full / "metrics.csv").read_text() == (broken / "metrics.csv").read_text()
 

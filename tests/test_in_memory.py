@@ -7,7 +7,7 @@ from PIL import Image
 
 from procrustean.data.in_memory import DeviceAugment, InMemoryImages, decode_images, sample_uniforms
 
-from recipe_utils import SMALL, assert_same_weights, run
+from recipe_utils import SMALL, assert_same_weights, run_killed_and_resumed
 
 
 def test_uniforms_depend_on_seed_epoch_and_index_only():
@@ -60,9 +60,5 @@ def test_recipe_in_memory_path_trains_and_resumes_exactly(imagefolder, tmp_path)
     common = ["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--checkpointing_steps", "2",
               "--data_path", "in_memory", "--seed", "9", "--verify_images", "false", *SMALL]
     full, broken = tmp_path / "full", tmp_path / "broken"
-    run([*common, "--output_dir", str(full)], launcher="python")
-    proc = run([*common, "--output_dir", str(broken)], launcher="python", check=False,
-               faults=["--kill_after_checkpoint", "6"])
-    assert proc.returncode != 0
-    run([*common, "--output_dir", str(broken), "--resume_from_checkpoint", "latest"], launcher="python")
+    run_killed_and_resumed(common, full, broken, kill_after=6)
     assert_same_weights(full, broken)
