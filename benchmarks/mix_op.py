@@ -1,5 +1,6 @@
 """Cost of the mix itself, forward + backward, on one activation: ``WeakeningPlan.apply`` against the
-formulations it replaced and the subset alternative, median of repeated calls, one process.
+formulations it replaced (the last: the same forward with an ``index_add_`` backward) and the subset
+alternative, median of repeated calls, one process.
 
     python benchmarks/mix_op.py [--shape 128 16 32 32] [--repeats 40]
 
@@ -17,6 +18,7 @@ from typing import Callable
 import torch
 
 from procrustean.policy import WeakeningPlan
+from procrustean.train.memory import keep_freed_memory
 
 
 def autograd_lerp(plan: WeakeningPlan, x: torch.Tensor) -> torch.Tensor:
@@ -39,6 +41,28 @@ def subset_rows(plan: WeakeningPlan, x: torch.Tensor) -> torch.Tensor:
     return x.index_copy(0, rows, mixed)
 
 
+class _IndexAddBackward(torch.autograd.Function):
+    """The mix before the embedding-bag backward: gather + in-place lerp, backward as two scaled copies of the
+    gradient and an ``index_add_`` into the partners' rows."""
+
+    @staticmethod
+    def forward(ctx, features, partner, own_share):
+        ctx.save_for_backward(partner, own_share)
+        return features.index_select(0, partner).lerp_(features, own_share)
+
+    @staticmethod
+    def backward(ctx, grad):
+        partner, own_share = ctx.saved_tensors
+        grad_features = grad * own_share
+        grad_features.index_add_(0, partner, grad * (1.0 - own_share))
+        return grad_features, None, None
+
+
+def index_add_backward(plan: WeakeningPlan, x: torch.Tensor) -> torch.Tensor:
+    partner = torch.where(plan.weakened, plan.partner, torch.arange(len(plan)))
+    return _IndexAddBackward.apply(x, partner, plan.own_share.view(-1, 1, 1, 1))
+
+
 def median_ms(fn: Callable, features: torch.Tensor, grad: torch.Tensor, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -55,15 +79,17 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.99, 0.63, 0.25, 0.1])
     args = parser.parse_args(argv)
+    kept = keep_freed_memory()  # as the recipe does (procrustean/train/memory.py)
     torch.manual_seed(0)
     batch = args.shape[0]
     features, grad = torch.randn(*args.shape), torch.randn(*args.shape)
     contenders = {"gather+lerp+where": gather_lerp_where, "autograd gather+lerp": autograd_lerp,
-                  "subset rows": subset_rows, "WeakeningPlan.apply": None}
+                  "subset rows": subset_rows, "index_add backward": index_add_backward,
+                  "WeakeningPlan.apply": None}
     print(f"command: python benchmarks/mix_op.py --shape {' '.join(map(str, args.shape))} --repeats {args.repeats}")
     print(f"activation {tuple(args.shape)}, forward + backward, median ms of {args.repeats} calls, "
-          f"{torch.get_num_threads()} threads\n")
-    print(f"{'weakened':>9}  " + "  ".join(f"{name:>20}" for name in contenders) + "  apply vs autograd")
+          f"{torch.get_num_threads()} threads, freed memory kept: {kept}\n")
+    print(f"{'weakened':>9}  " + "  ".join(f"{name:>20}" for name in contenders) + "  apply vs autograd  apply vs index_add")
     for share in args.shares:
         weakened = torch.rand(batch) < share
         own_share = torch.where(weakened, 0.5 + 0.5 * torch.rand(batch), torch.ones(batch))
@@ -82,7 +108,8 @@ def main(argv=None) -> None:
                                            args.repeats) for name, fn in contenders.items()})
         best = {name: min(r[name] for r in rounds) for name in contenders}
         print(f"{100 * float(weakened.float().mean()):>8.0f}%  " + "  ".join(f"{best[n]:>20.2f}" for n in contenders)
-              + f"  {best['autograd gather+lerp'] / best['WeakeningPlan.apply']:>13.2f}x")
+              + f"  {best['autograd gather+lerp'] / best['WeakeningPlan.apply']:>16.2f}x"
+              + f"  {best['index_add backward'] / best['WeakeningPlan.apply']:>16.2f}x")
 
 
 if __name__ == "__main__":

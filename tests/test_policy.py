@@ -261,3 +261,27 @@ def test_the_mix_gradient_is_the_mixing_formula_gradient(partner):
     share = share.requires_grad_(False)
     assert torch.autograd.gradcheck(lambda x: _FeatureMix.apply(x, partner_or_self, share),
                                     (torch.randn(32, 3, 5, dtype=torch.float64, requires_grad=True),))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "expanded", "float16", "bfloat16", "complex"])
+def test_the_mix_backward_takes_any_gradient_layout_and_dtype(layout):
+    """The embedding-bag backward reads the gradient's rows in place (contiguous or channels-last), copies other
+    layouts (e.g. the stride-0 gradient of a sum) and falls back to index_add_ where embedding_bag has no kernel."""
+    from procrustean.policy import _FeatureMix
+
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "complex": torch.complex64}.get(layout, torch.float64)
+    plan = WeakeningPolicy(STEP_COUNTS, lam_range=(0.3, 1.0), seed=5).plan(torch.tensor([0, 9, 1, 8, 2, 7] * 2))
+    partner = torch.where(plan.weakened, plan.partner, torch.arange(12))
+    share = plan.own_share.view(-1, 1, 1, 1)
+    upstream = torch.randn(12, 3, 4, 5, dtype=torch.float64)
+    if layout == "channels_last":
+        upstream = upstream.contiguous(memory_format=torch.channels_last)
+    elif layout == "expanded":
+        upstream = torch.randn(1, 3, 4, 5, dtype=torch.float64).expand(12, 3, 4, 5)
+    expected = upstream * share
+    expected.index_add_(0, partner, upstream * (1 - share))
+    features = torch.randn(12, 3, 4, 5, dtype=dtype, requires_grad=True)
+    _FeatureMix.apply(features, partner, share.to(dtype)).backward(upstream.to(dtype))
+    assert features.grad.dtype == dtype and features.grad.shape == features.shape
+    tolerance = {torch.float16: 2e-3, torch.bfloat16: 2e-2}.get(dtype)
+    torch.testing.assert_close(features.grad, expected.to(dtype), rtol=tolerance, atol=tolerance)
