@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 import math
 import sys
 import warnings
@@ -306,6 +307,89 @@ def comparison_table(records: Sequence[Dict[str, Any]], profile: str,
                         "bootstrap over seeds."])
 
 
+@dataclass(frozen=True)
+class SuccessBar:
+    """Issue 9's pre-registered bar (written into the confirmation spec's header before any of its runs): a
+    weakening cell beats the best non-weakening cell of ``profile`` by >= ``margin`` class-averaged on >=
+    ``wins`` of the ``seeds`` fresh seeds, with a paired bootstrap 95% interval above 0, and is no worse than
+    that cell (within one std of it) on every other profile."""
+
+    profile: str = "step100"
+    margin: float = 0.01
+    wins: int = 4
+    seeds: int = 5
+
+
+def _weakening_cells(spec: Dict[str, Any]) -> List[str]:
+    return [c for c, v in (spec.get("main") or {}).items() if ((v or {}).get("overrides") or {}).get("weakening")]
+
+
+def success_bar_report(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], bar: SuccessBar = SuccessBar()) -> Optional[str]:
+    """The bar checked on the results as they stand: met, not met, or pending (and whether it still can be met)."""
+    metric = "eval_class_averaged_accuracy"
+    candidates = _weakening_cells(spec)
+    others = [c for c in (spec.get("main") or {}) if c not in candidates]
+    primary = select(records, suite="main", profile=bar.profile)
+    means = {c: aggregate(select(primary, cell=c), [metric])[metric] for c in others}
+    means = {c: m for c, m in means.items() if m[2]}
+    if not candidates or not means:
+        return None
+    best = max(means, key=lambda c: means[c][0])
+    best_done = means[best][2] >= bar.seeds
+    header = ["Weakening cell", "Seeds", f"Δ vs `{best}` per seed (pp)", f"Seeds ≥ +{bar.margin * 100:.1f}",
+              "Mean Δ (pp)", "95% CI", f"Primary ({bar.profile})"]
+    rows, verdicts = [], {}
+    for cell in candidates:
+        d = paired_differences(select(primary, cell=cell), select(primary, cell=best), metric)
+        diffs = list(d["diffs"].values())
+        reached = sum(x >= bar.margin for x in diffs)
+        missed = len(diffs) - reached
+        low = d["interval"][0]
+        if missed > bar.seeds - bar.wins:
+            verdict = "not met" if best_done else f"cannot be met against `{best}` (leader so far)"
+        elif len(diffs) >= bar.seeds and best_done:
+            verdict = "met" if reached >= bar.wins and math.isfinite(low) and low > 0 else "not met"
+        else:
+            verdict = "pending"
+        verdicts[cell] = verdict
+        rows.append([f"`{cell}`", f"{d['n']}/{bar.seeds}", ", ".join(f"{x * 100:+.1f}" for x in diffs) or "—",
+                     f"{reached}/{d['n']}", fmt_mean_std(d["mean"], d["std"], d["n"], signed=True),
+                     fmt_interval(d["interval"]), verdict])
+    parts = ["### The pre-registered success bar, checked on the runs so far",
+             f"Best non-weakening method on {bar.profile} (class-averaged mean over its {means[best][2]} seeds): "
+             f"`{best}`, {fmt_mean_std(*means[best])}"
+             + ("" if best_done else f" (not final: {means[best][2]} of {bar.seeds} seeds)") + ".",
+             markdown_table(header, rows)]
+    secondary = []
+    for profile in ordered_cells(list(spec.get("profiles") or {}), {r.get("profile") for r in records}):
+        if profile == bar.profile:
+            continue
+        runs = select(records, suite="main", profile=profile)
+        reference = select(runs, cell=best)
+        ref_mean, ref_std, ref_n = aggregate(reference, [metric])[metric]
+        for cell in candidates:
+            d = paired_differences(select(runs, cell=cell), reference, metric)
+            if not d["n"]:
+                continue
+            done = d["n"] >= bar.seeds and ref_n >= bar.seeds
+            if not (done and math.isfinite(ref_std)):
+                verdict = "pending"
+            else:
+                verdict = "no worse" if d["mean"] >= -ref_std else "worse"
+            secondary.append([profile, f"`{cell}`", f"{d['n']}/{bar.seeds}",
+                              fmt_mean_std(d["mean"], d["std"], d["n"], signed=True),
+                              fmt_mean_std(ref_mean, ref_std, ref_n), verdict])
+    if secondary:
+        parts.append(markdown_table(["Profile", "Weakening cell", "Seeds", f"Δ vs `{best}` (pp)",
+                                     f"`{best}` (mean ± std)", "Within one std"], secondary))
+    parts.append(f"The bar: on ≥ {bar.wins} of {bar.seeds} seeds of {bar.profile}, class-averaged accuracy ≥ "
+                 f"{bar.margin * 100:.1f} pp above the best non-weakening method of the table (same seed), with a "
+                 "paired bootstrap 95% interval of the mean difference above 0; and on every other profile a mean "
+                 "difference no lower than minus that method's std there. 'Cannot be met': more seeds already "
+                 f"fall short of the margin than the bar allows ({bar.seeds - bar.wins}), against the current leader.")
+    return "\n\n".join(parts)
+
+
 def _describe(overrides: Dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in overrides.items())
 
@@ -344,7 +428,7 @@ def ablation_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], prof
 
 
 def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source: str = "",
-                 heading: str = "Main suite") -> str:
+                 heading: str = "Main suite", success_bar: bool = False) -> str:
     """All tables as one markdown block (what goes between the markers)."""
     main_order = list(spec.get("main") or {})
     profiles = ordered_cells(list(spec.get("profiles") or {}), {r.get("profile") for r in records if r.get("profile")})
@@ -360,6 +444,10 @@ def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source
         table = ablation_table(records, spec, profile)
         if table:
             parts.append(table)
+    if success_bar:
+        bar = success_bar_report(records, spec)
+        if bar:
+            parts.append(bar)
     if len(parts) == 1:
         parts.append("No finished runs yet.")
     machines = sorted({r["machine"] + (f", {r['accelerator']}" if r.get("accelerator", "cpu") != "cpu" else "")
@@ -551,6 +639,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plot_label", default=PLOT_PROFILE, help="appended to the plot titles")
     parser.add_argument("--heading", default="Main suite", help="how the main-suite tables are titled")
     parser.add_argument("--no_plots", action="store_true")
+    parser.add_argument("--success_bar", action="store_true",
+                        help="check issue 9's pre-registered bar (for the fresh-seed confirmation)")
     args = parser.parse_args(argv)
     if args.results is None:
         args.results = str(ROOT / "benchmarks" / "results" / f"{Path(args.spec).stem}.jsonl")
@@ -559,7 +649,8 @@ def main(argv=None) -> int:
     for message in problems:
         print(f"note: {message}", file=sys.stderr)
     spec = load_spec(Path(args.spec)) if Path(args.spec).exists() else {}
-    tables = build_tables(records, spec, source=_display_path(Path(args.results)), heading=args.heading)
+    tables = build_tables(records, spec, source=_display_path(Path(args.results)), heading=args.heading,
+                          success_bar=args.success_bar)
     print(tables)
     docs = Path(args.docs)
     md = write_results_md(docs / "RESULTS.md", tables, args.section)

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("procrustean_report", ROOT / "benchmarks" / "report.py")
 report = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = report  # dataclasses look their module up while the module runs
 _spec.loader.exec_module(report)
 
 SPEC = {
@@ -244,3 +246,43 @@ def test_bootstrap_interval():
     assert all(math.isnan(v) for v in report.bootstrap_interval([0.02]))
     assert report.fmt_interval((-0.012, 0.034)) == "[-1.2, +3.4]" and report.fmt_interval((math.nan, 0.1)) == "—"
     assert report.bootstrap_interval([-0.05, 0.02, 0.02, 0.02, 0.03])[0] < 0  # one bad seed of five widens it below 0
+
+
+def _bar_record(cell, profile, seed, accuracy):
+    return {"suite": "main", "cell": cell, "profile": profile, "seed": seed,
+            "final": {"eval_class_averaged_accuracy": accuracy}}
+
+
+BAR_SPEC = {"profiles": {"step100": {}, "exp100": {}},
+            "main": {"ce": {"overrides": {"weakening": False}}, "ldam_drw": {"overrides": {"weakening": False}},
+                     "weak_la": {"overrides": {"weakening": True}}}}
+
+
+@pytest.mark.parametrize("weak_la, leader_seeds, verdict", [
+    ([0.75, 0.75, 0.75, 0.75, 0.73], 5, "| met |"),          # +1.5 pp on 4 of 5 seeds, interval above 0
+    ([0.75, 0.75, 0.75, 0.75, 0.70], 5, "| not met |"),      # 4 of 5, but the interval reaches below 0
+    ([0.75, 0.75, 0.745, 0.70, 0.75], 5, "| not met |"),     # 3 of 5 seeds reach the margin
+    ([0.75, 0.70, 0.70], 5, "| not met |"),                   # 2 short of the final leader: decided
+    ([0.75, 0.70, 0.70], 3, "cannot be met against `ldam_drw`"),  # 2 short, but the leader may still change
+    ([0.75, 0.75], 5, "| pending |"),
+])
+def test_success_bar(weak_la, leader_seeds, verdict):
+    seeds = range(3, 3 + len(weak_la))
+    records = [_bar_record("ce", "step100", s, 0.65) for s in range(3, 8)]
+    records += [_bar_record("ldam_drw", "step100", s, 0.735) for s in range(3, 3 + leader_seeds)]
+    records += [_bar_record("weak_la", "step100", s, a) for s, a in zip(seeds, weak_la)]
+    text = report.success_bar_report(records, BAR_SPEC)
+    assert "`ldam_drw`, 73.5" in text and verdict in text
+    assert "weak_la" in text and "`ce`" not in text.split("|", 1)[1]  # only weakening cells are candidates
+
+
+def test_success_bar_other_profiles_compare_with_one_std():
+    records = [_bar_record("ldam_drw", "step100", s, 0.70) for s in range(3, 8)]
+    records += [_bar_record("weak_la", "step100", s, 0.72) for s in range(3, 8)]
+    records += [_bar_record("ldam_drw", "exp100", s, a) for s, a in zip(range(3, 8), [0.60, 0.62, 0.64, 0.66, 0.68])]
+    records += [_bar_record("weak_la", "exp100", s, 0.62) for s in range(3, 8)]  # -2.0 pp, std of ldam 3.2 pp
+    text = report.success_bar_report(records, BAR_SPEC)
+    assert "| exp100 | `weak_la` | 5/5 | -2.0 ± 3.2 | 64.0 ± 3.2 | no worse |" in text
+    records = [r for r in records if not (r["cell"] == "weak_la" and r["profile"] == "exp100")]
+    records += [_bar_record("weak_la", "exp100", s, 0.60) for s in range(3, 8)]  # -4.0 pp
+    assert "| worse |" in report.success_bar_report(records, BAR_SPEC)
