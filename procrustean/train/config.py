@@ -68,8 +68,9 @@ class TrainConfig:
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "input, stage:K, pre_logits or "
                                     "random (default stage:1: best in docs/RESULTS.md)."})
-    weakening_rule: str = field(default="power", metadata={"help": "power ((n_c / n_max) ** gamma from the class "
-                                "counts) or progress (from the measured per-class training accuracy, power as prior)."})
+    weakening_rule: str = field(default="progress", metadata={"help": "progress (default: from the measured "
+                                "per-class training accuracy, power as prior) or power ((n_c / n_max) ** gamma from "
+                                "the class counts). Best measured with --loss logit_adjusted (docs/RESULTS.md)."})
     weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
     lam_min: float = field(default=0.5, metadata={"help": "Smallest own share (uniform)."})
     lam_max: float = field(default=1.0, metadata={"help": "Largest own share (uniform)."})
@@ -78,14 +79,16 @@ class TrainConfig:
                                    "min(1, (its training accuracy - the lowest class's) / margin)."})
     progress_momentum: float = field(default=0.9, metadata={"help": "progress rule: decay of the running per-class "
                                      "counts at each refresh."})
-    progress_interval: int = field(default=10, metadata={"help": "progress rule: batches between refreshes (one "
-                                   "all-reduce each)."})
+    progress_interval: int = field(default=10, metadata={"help": "progress rule: batches between refreshes of the "
+                                   "probabilities (each batch's counts are summed over processes as it is seen)."})
     progress_samples: str = field(default="all", metadata={"help": "progress rule: accuracy over all training "
                                   "samples as trained ('all') or only those not weakened ('unweakened')."})
     weakening_stop_epoch: Optional[int] = field(default=None, metadata={"help": "Stop weakening at this epoch "
                                                 "(default: never)."})
     # ---------------------------------------------------------------- loss
-    loss: str = field(default="ce", metadata={"help": "ce, logit_adjusted, balanced_softmax, ldam, cdt, focal."})
+    loss: str = field(default="logit_adjusted", metadata={"help": "logit_adjusted (default: best measured with the "
+                      "progress rule, docs/RESULTS.md), ce, balanced_softmax, ldam, cdt, focal. --weakening false "
+                      "--loss ce is plain training."})
     loss_tau: float = field(default=1.0, metadata={"help": "Logit adjustment tau."})
     ldam_max_margin: float = field(default=0.5, metadata={"help": "LDAM largest margin."})
     ldam_scale: float = field(default=30.0, metadata={"help": "LDAM logit scale."})
