@@ -14,7 +14,7 @@ batch 128, SGD with momentum, pad-4 random crop + horizontal flip + normalisatio
   same split; timm has no pad-and-crop, so it crops with RandomResizedCrop at scale 1, ratio 1);
 * the recipe (``recipes/train.py --config recipes/configs/fmnist_lt_step100.yaml``) with weakening
   on, on each data path (``--data_path pil``, and ``in_memory``, the config's default); with
-  ``--weakening_off`` also with weakening off.
+  ``--weakening_off`` also with weakening off. The config's method: the progress rule + logit adjustment.
 
 Every contender is timed by the same clock from outside (``benchmarks/step_clock.py``: the time of
 each optimizer step): samples per second over ``--steps`` steps after ``--warmup`` steps. Each round
@@ -141,6 +141,9 @@ PROFILE_ROWS: List[Tuple[str, List[Tuple[str, str]]]] = [
     ("forward (model + loss)", [("procrustean/model.py", "forward")]),
     ("  of which the weakening (resolve + mix)", [("procrustean/policy.py", "resolve"),
                                                  ("procrustean/policy.py", "apply")]),
+    ("  of which the progress rule's statistics", [("procrustean/progress.py", "update")]),
+    ("  of which the loss", [("procrustean/losses/logit_adjusted.py", "forward"),
+                             ("procrustean/losses/cross_entropy.py", "forward")]),
     ("backward", [("accelerate/accelerator.py", "backward")]),
     ("  of which the mix's backward", [("procrustean/policy.py", "backward")]),
     ("optimizer step + zero_grad", [("accelerate/optimizer.py", "step"), ("accelerate/optimizer.py", "zero_grad")]),
