@@ -183,6 +183,10 @@ def test_model_card_metadata_and_sections():
         assert needle in body, needle
     config_block = body.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert yaml.safe_load(config_block)["nested"] == {"a": [1, 2]}
+    progress = render_model_card(repo_id_or_name="someone/x", model_name="resnet8_cifar", dataset="cifar10",
+                                 class_names=CARD_NAMES, class_counts=CARD_COUNTS, imbalance="step:100",
+                                 weakening={**weakening, "rule": "progress"}, training_config={}, metrics=metrics)
+    assert "weakened at the end of training" in progress and "at the end of training" not in body
 
     local = render_model_card(repo_id_or_name="local-name", model_name="test_resnet", dataset="./data/my folder",
                               class_names=CARD_NAMES, class_counts=CARD_COUNTS, imbalance="exp:100", weakening=None,

@@ -183,7 +183,9 @@ def _card_weakening(weakening: Optional[Mapping[str, Any]], names: Sequence[str]
         probabilities = to_plain(probabilities)
         if len(probabilities) != len(counts):
             raise ValueError(f"weakening['probabilities'] has {len(probabilities)} values for {len(counts)} classes.")
-        lines += ["", "Per-class probability that a training sample is weakened:", "",
+        when = (" at the end of training (the progress rule moves them with each class's training accuracy)"
+                if weakening.get("rule") == "progress" else "")
+        lines += ["", f"Per-class probability that a training sample is weakened{when}:", "",
                   "| id | class | training images | p(weaken) |", "|---:|---|---:|---:|"]
         lines += [f"| {c} | {_md(n)} | {k} | {float(p):.4f} |"
                   for c, (n, k, p) in enumerate(zip(names, counts, probabilities))]
