@@ -68,9 +68,9 @@ class TrainConfig:
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "input, stage:K, pre_logits or "
                                     "random (default stage:1: best in docs/RESULTS.md)."})
-    weakening_rule: str = field(default="progress", metadata={"help": "progress (default: from the measured "
-                                "per-class training accuracy, power as prior) or power ((n_c / n_max) ** gamma from "
-                                "the class counts). Best measured with --loss logit_adjusted (docs/RESULTS.md)."})
+    weakening_rule: str = field(default="power", metadata={"help": "power (default: (n_c / n_max) ** gamma from the "
+                                "class counts) or progress (from the measured per-class training accuracy, power as "
+                                "prior). Best measured with --loss logit_adjusted (docs/RESULTS.md)."})
     weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
     lam_min: float = field(default=0.5, metadata={"help": "Smallest own share (uniform)."})
     lam_max: float = field(default=1.0, metadata={"help": "Largest own share (uniform)."})
@@ -87,7 +87,7 @@ class TrainConfig:
                                                 "(default: never)."})
     # ---------------------------------------------------------------- loss
     loss: str = field(default="logit_adjusted", metadata={"help": "logit_adjusted (default: best measured with the "
-                      "progress rule, docs/RESULTS.md), ce, balanced_softmax, ldam, cdt, focal. --weakening false "
+                      "count rule, docs/RESULTS.md), ce, balanced_softmax, ldam, cdt, focal. --weakening false "
                       "--loss ce is plain training."})
     loss_tau: float = field(default=1.0, metadata={"help": "Logit adjustment tau."})
     ldam_max_margin: float = field(default=0.5, metadata={"help": "LDAM largest margin."})
