@@ -40,7 +40,7 @@ def run(args, processes: int, seed: int) -> dict:
               str(args.global_batch_size // processes), "--eval_every_epochs", str(args.epochs),
               "--checkpointing_steps", "no", "--report_to", "none", "--verify_images", "false",
               "--weakening_location", "pre_logits",  # as measured (results/ddp_equivalence.jsonl), with
-              "--weakening_rule", "power", "--loss", "ce",  # the method of then (the configs' defaults changed)
+              "--weakening_rule", "power", "--loss", "ce",  # the method of then (the configs' loss changed since)
               "--seed", str(seed), "--output_dir", str(out), "--overwrite_output_dir", "true"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     if processes == 1:
