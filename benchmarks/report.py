@@ -290,7 +290,8 @@ def paired_table(records: Sequence[Dict[str, Any]], profile: str, cell_order: Se
 
 
 def comparison_table(records: Sequence[Dict[str, Any]], profile: str,
-                     pairs: Sequence[Sequence[str]], heading: str = "Main suite") -> Optional[str]:
+                     pairs: Sequence[Sequence[str]], heading: str = "Main suite",
+                     title: Optional[str] = None, paired_by: str = "seed") -> Optional[str]:
     """The spec's ``comparisons``: cell A minus cell B of the main suite, paired by seed."""
     tail_key, tail_title = tail_metric(profile)
     rows = []
@@ -302,9 +303,24 @@ def comparison_table(records: Sequence[Dict[str, Any]], profile: str,
         return None
     header = ["Comparison", "Pairs", "Δ class-avg (pp)", "95% CI", "A better", f"Δ {tail_title.lower()} (pp)",
               "A better"]
-    return "\n\n".join([f"### {heading}, {profile}: head-to-head (same seed)", markdown_table(header, rows),
-                        "A minus B per seed, in percentage points; mean ± std over the pairs; 95% CI: paired "
-                        "bootstrap over seeds."])
+    title = title or f"### {heading}, {profile}: head-to-head (same {paired_by})"
+    return "\n\n".join([title, markdown_table(header, rows),
+                        f"A minus B per {paired_by}, in percentage points; mean ± std over the pairs; 95% CI: paired "
+                        f"bootstrap over {'seeds' if paired_by == 'seed' else 'the pairs'}."])
+
+
+def pooled_comparison_table(records: Sequence[Dict[str, Any]], profiles: Sequence[str],
+                            pairs: Sequence[Sequence[str]], heading: str = "Main suite") -> Optional[str]:
+    """The ``comparisons`` over several profiles of one kind at once, paired by (profile, seed).
+
+    A summary across profiles (e.g. the class orders of one imbalance), not a test any spec pre-registered:
+    the bootstrap treats every (profile, seed) pair alike, so read it beside the per-profile tables."""
+    if len({tail_metric(p) for p in profiles}) != 1:
+        raise ValueError(f"--pool takes profiles of one kind (all step or all exp), got {', '.join(profiles)}")
+    pooled = [{**r, "seed": (r["profile"], r.get("seed")), "profile": profiles[0]}
+              for r in records if r.get("profile") in profiles]
+    return comparison_table(pooled, profiles[0], pairs, title=f"### {heading}, pooled over {', '.join(profiles)}: "
+                            "head-to-head (same profile and seed)", paired_by="profile and seed")
 
 
 @dataclass(frozen=True)
@@ -428,7 +444,7 @@ def ablation_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], prof
 
 
 def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source: str = "",
-                 heading: str = "Main suite", success_bar: bool = False) -> str:
+                 heading: str = "Main suite", success_bar: bool = False, pool: Sequence[str] = ()) -> str:
     """All tables as one markdown block (what goes between the markers)."""
     main_order = list(spec.get("main") or {})
     profiles = ordered_cells(list(spec.get("profiles") or {}), {r.get("profile") for r in records if r.get("profile")})
@@ -442,6 +458,10 @@ def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source
                 parts.append(table)
     for profile in spec.get("ablation_profiles") or ["step100"]:
         table = ablation_table(records, spec, profile)
+        if table:
+            parts.append(table)
+    if pool:
+        table = pooled_comparison_table(records, pool, spec.get("comparisons") or [], heading=heading)
         if table:
             parts.append(table)
     if success_bar:
@@ -641,6 +661,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no_plots", action="store_true")
     parser.add_argument("--success_bar", action="store_true",
                         help="check issue 9's pre-registered bar (for the fresh-seed confirmation)")
+    parser.add_argument("--pool", nargs="+", default=[], metavar="PROFILE",
+                        help="also the comparisons pooled over these profiles of one kind, paired by profile and seed")
     args = parser.parse_args(argv)
     if args.results is None:
         args.results = str(ROOT / "benchmarks" / "results" / f"{Path(args.spec).stem}.jsonl")
@@ -649,8 +671,13 @@ def main(argv=None) -> int:
     for message in problems:
         print(f"note: {message}", file=sys.stderr)
     spec = load_spec(Path(args.spec)) if Path(args.spec).exists() else {}
+    unknown = [p for p in args.pool if p not in (spec.get("profiles") or {})]
+    if unknown:
+        parser.error(f"--pool: {', '.join(unknown)} not among the spec's profiles ({', '.join(spec.get('profiles') or {})})")
+    if len({tail_metric(p) for p in args.pool}) > 1:
+        parser.error(f"--pool takes profiles of one kind (all step or all exp), got {', '.join(args.pool)}")
     tables = build_tables(records, spec, source=_display_path(Path(args.results)), heading=args.heading,
-                          success_bar=args.success_bar)
+                          success_bar=args.success_bar, pool=args.pool)
     print(tables)
     docs = Path(args.docs)
     md = write_results_md(docs / "RESULTS.md", tables, args.section)

@@ -286,3 +286,31 @@ def test_success_bar_other_profiles_compare_with_one_std():
     records = [r for r in records if not (r["cell"] == "weak_la" and r["profile"] == "exp100")]
     records += [_bar_record("weak_la", "exp100", s, 0.60) for s in range(3, 8)]  # -4.0 pp
     assert "| worse |" in report.success_bar_report(records, BAR_SPEC)
+
+
+def test_pooled_comparison_pairs_runs_by_profile_and_seed():
+    spec = {"profiles": {"step100": {}, "step100_reversed": {}, "exp100": {}}}
+    records = [_bar_record("ldam_drw", p, s, 0.70) for p in ("step100", "step100_reversed") for s in range(3, 6)]
+    gains = {"step100": [0.01, -0.01, 0.02], "step100_reversed": [0.03, 0.04, 0.05]}
+    records += [_bar_record("weak_la", p, s, 0.70 + g) for p in gains for s, g in zip(range(3, 6), gains[p])]
+    records += [_bar_record("weak_la", "exp100", s, 0.10) for s in range(3, 6)]  # not pooled
+    text = report.pooled_comparison_table(records, ["step100", "step100_reversed"], [["weak_la", "ldam_drw"]])
+    assert "pooled over step100, step100_reversed" in text and "same profile and seed" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `weak_la`"))
+    assert row.startswith("| `weak_la` − `ldam_drw` | 6 | +2.3 ± 2.2 | [+") and "| 5/6 |" in row
+    with pytest.raises(ValueError, match="one kind"):
+        report.pooled_comparison_table(records, ["step100", "exp100"], [["weak_la", "ldam_drw"]])
+    built = report.build_tables(records, {**spec, "main": {"ldam_drw": {}, "weak_la": {}},
+                                          "comparisons": [["weak_la", "ldam_drw"]]}, pool=["step100", "step100_reversed"])
+    assert text in built
+
+
+def test_pool_option_errors_are_usage_errors(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("profiles: {step100: {}, exp100: {}}\nmain: {ce: {}}\n")
+    for pool, message in ((["step100", "nope"], "nope not among the spec's profiles"),
+                          (["step100", "exp100"], "one kind")):
+        with pytest.raises(SystemExit) as exit_info:
+            report.main(["--spec", str(spec), "--results", str(tmp_path / "r.jsonl"), "--docs", str(tmp_path),
+                         "--no_plots", "--pool", *pool])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
