@@ -69,8 +69,10 @@ class TrainConfig:
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "input, stage:K, pre_logits or "
                                     "random (default stage:1: best in docs/RESULTS.md)."})
     weakening_rule: str = field(default="power", metadata={"help": "power (default: (n_c / n_max) ** gamma from the "
-                                "class counts) or progress (from the measured per-class training accuracy, power as "
-                                "prior). Best measured with --loss logit_adjusted (docs/RESULTS.md)."})
+                                "class counts; best measured in long training, where plain training fits the minor "
+                                "classes) or progress (from the measured per-class training accuracy, power as prior; "
+                                "best measured in short budgets, and the shipped 10-epoch configs' choice). Both best "
+                                "with --loss logit_adjusted (docs/RESULTS.md, Defaults)."})
     weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
     lam_min: float = field(default=0.5, metadata={"help": "Smallest own share (uniform)."})
     lam_max: float = field(default=1.0, metadata={"help": "Largest own share (uniform)."})
@@ -86,8 +88,8 @@ class TrainConfig:
     weakening_stop_epoch: Optional[int] = field(default=None, metadata={"help": "Stop weakening at this epoch "
                                                 "(default: never)."})
     # ---------------------------------------------------------------- loss
-    loss: str = field(default="logit_adjusted", metadata={"help": "logit_adjusted (default: best measured with the "
-                      "count rule, docs/RESULTS.md), ce, balanced_softmax, ldam, cdt, focal. --weakening false "
+    loss: str = field(default="logit_adjusted", metadata={"help": "logit_adjusted (default: best measured with "
+                      "either weakening rule, docs/RESULTS.md), ce, balanced_softmax, ldam, cdt, focal. --weakening false "
                       "--loss ce is plain training."})
     loss_tau: float = field(default=1.0, metadata={"help": "Logit adjustment tau."})
     ldam_max_margin: float = field(default=0.5, metadata={"help": "LDAM largest margin."})
