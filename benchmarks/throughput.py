@@ -14,7 +14,7 @@ batch 128, SGD with momentum, pad-4 random crop + horizontal flip + normalisatio
   same split; timm has no pad-and-crop, so it crops with RandomResizedCrop at scale 1, ratio 1);
 * the recipe (``recipes/train.py --config recipes/configs/fmnist_lt_step100.yaml``) with weakening
   on, on each data path (``--data_path pil``, and ``in_memory``, the config's default); with
-  ``--weakening_off`` also with weakening off. The config's method: the count rule + logit adjustment
+  ``--weakening_off`` also with weakening off. The config's method: the progress rule + logit adjustment
   (the profile also names the progress rule's statistics, for configs that use it).
 
 Every contender is timed by the same clock from outside (``benchmarks/step_clock.py``: the time of

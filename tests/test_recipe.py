@@ -31,7 +31,7 @@ def test_imagefolder_end_to_end_with_export_round_trip(imagefolder, tmp_path):
     out = tmp_path / "run"
     proc = run(["--dataset", str(imagefolder), "--imbalance", "exp:3", "--epochs", "2", "--output_dir", str(out),
                 "--weakening_location", "random", "--seed", "1", *SMALL])
-    assert "imbalance ratio" in proc.stdout and "p(weaken)" in proc.stdout  # histogram + probabilities printed
+    assert "imbalance ratio" in proc.stdout and "prior p" in proc.stdout  # histogram + the progress rule's prior
     results = json.loads((out / "all_results.json").read_text())
     assert results["epochs_completed"] == 2 and results["class_names"] == ["ant", "bee", "cat"]
     assert results["train_class_counts"] == [12, 6, 4]  # exp:3 of 12 per class

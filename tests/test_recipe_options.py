@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from recipe_utils import SMALL, run
+from recipe_utils import ROOT, SMALL, run
 
 
 def _train(imagefolder, out, *args, **kwargs):
@@ -118,3 +118,28 @@ def test_channels_last_trains_the_same_model(imagefolder, tmp_path):
                            "--checkpointing_steps", "epoch")  # checkpoints and the export store dense tensors
     assert _max_difference(default, channels_last) < 1e-3
     assert (tmp_path / "nhwc" / "checkpoints").is_dir()
+
+
+@pytest.mark.parametrize("config_file", sorted(p.name for p in (ROOT / "recipes" / "configs").glob("*.yaml")))
+def test_every_shipped_config_parses_and_weakens_with_the_progress_rule(config_file):
+    """The defaults docs/RESULTS.md cites: the progress rule everywhere, LDAM-DRW only with its 200-epoch schedule."""
+    from procrustean.train.config import parse_config
+
+    config = parse_config(["--config", str(ROOT / "recipes" / "configs" / config_file)])
+    assert config.weakening and config.weakening_rule == "progress"
+    if config.loss == "ldam":
+        assert config.epochs == 200 and config.drw_epoch == config.weakening_stop_epoch == config.lr_decay_epochs[0]
+        assert json.loads(config.model_kwargs) == {"normed_head": True}
+    else:
+        assert config.loss == "logit_adjusted" and config.drw_epoch is None
+
+
+def test_none_unsets_an_option_a_config_file_set():
+    from procrustean.train.config import parse_config
+
+    long_config = str(ROOT / "recipes" / "configs" / "cifar10_lt_step100.yaml")
+    config = parse_config(["--config", long_config, "--loss", "logit_adjusted", "--drw_epoch", "none",
+                           "--weakening_stop_epoch", "None", "--model_kwargs", "none"])
+    assert (config.drw_epoch, config.weakening_stop_epoch, config.model_kwargs) == (None, None, None)
+    with pytest.raises(SystemExit):  # anything else still has to be a number
+        parse_config(["--drw_epoch", "later"])

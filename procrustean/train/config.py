@@ -2,7 +2,8 @@
 
     accelerate launch recipes/train.py --config recipes/configs/fmnist_lt_step100.yaml --epochs 5
 
-YAML keys and ``--flags`` are the field names below (the HF examples' spelling where one exists).
+YAML keys and ``--flags`` are the field names below (the HF examples' spelling where one exists);
+``--option none`` unsets an option whose default is none (a config file's ``drw_epoch``, say).
 Parsing uses transformers' ``HfArgumentParser``; the resolved config is saved with every run,
 checkpoint and export (``training_config.yaml``).
 """
@@ -68,11 +69,12 @@ class TrainConfig:
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "input, stage:K, pre_logits or "
                                     "random (default stage:1: best in docs/RESULTS.md)."})
-    weakening_rule: str = field(default="power", metadata={"help": "power (default: (n_c / n_max) ** gamma from the "
-                                "class counts; best measured in long training, where plain training fits the minor "
-                                "classes) or progress (from the measured per-class training accuracy, power as prior; "
-                                "best measured in short budgets, and the shipped 10-epoch configs' choice). Both best "
-                                "with --loss logit_adjusted (docs/RESULTS.md, Defaults)."})
+    weakening_rule: str = field(default="progress", metadata={"help": "progress (default, and every shipped "
+                                "config's: from the measured per-class training accuracy, the count rule as prior; "
+                                "best measured with LDAM-DRW in long training, never measurably worse than its loss alone "
+                                "in short budgets) or power ((n_c / n_max) ** gamma from the class counts; with logit "
+                                "adjustment in long training the stronger on some class orders). docs/RESULTS.md, "
+                                "Defaults."})
     weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
     lam_min: float = field(default=0.5, metadata={"help": "Smallest own share (uniform)."})
     lam_max: float = field(default=1.0, metadata={"help": "Largest own share (uniform)."})
@@ -89,8 +91,9 @@ class TrainConfig:
                                                 "(default: never)."})
     # ---------------------------------------------------------------- loss
     loss: str = field(default="logit_adjusted", metadata={"help": "logit_adjusted (default: best measured with "
-                      "either weakening rule, docs/RESULTS.md), ce, balanced_softmax, ldam, cdt, focal. --weakening false "
-                      "--loss ce is plain training."})
+                      "either weakening rule without a schedule, docs/RESULTS.md), ldam (with --drw_epoch and "
+                      "--model_kwargs '{\"normed_head\": true}': LDAM-DRW, the 200-epoch configs' choice), ce, "
+                      "balanced_softmax, cdt, focal. --weakening false --loss ce is plain training."})
     loss_tau: float = field(default=1.0, metadata={"help": "Logit adjustment tau."})
     ldam_max_margin: float = field(default=0.5, metadata={"help": "LDAM largest margin."})
     ldam_scale: float = field(default=30.0, metadata={"help": "LDAM logit scale."})
@@ -239,6 +242,16 @@ def load_config_file(path: Path | str) -> Dict[str, Any]:
     return values
 
 
+def _accept_none(parser) -> None:
+    """``--option none`` unsets an option whose default is none (e.g. a config file's ``drw_epoch``)."""
+    optional = {f.name for f in dataclasses.fields(TrainConfig) if f.default is None}
+    for action in parser._actions:
+        if action.dest in optional and action.type is not None and action.nargs is None:
+            convert = action.type
+            action.type = lambda value, convert=convert: None if value.lower() == "none" else convert(value)
+            action.type.__name__ = convert.__name__  # argparse names the type in its "invalid ... value" error
+
+
 def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """``--config FILE`` gives defaults; every other ``--option value`` overrides them."""
     from transformers import HfArgumentParser
@@ -246,6 +259,7 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(TrainConfig, description=__doc__, allow_abbrev=False)
     parser.add_argument("--config", default=None, help="YAML file with any of the options below.")
+    _accept_none(parser)
     known, _ = parser.parse_known_args(argv)
     if known.config:
         parser.set_defaults(**load_config_file(known.config))
