@@ -7,7 +7,10 @@ measured in docs/RESULTS.md:
 
 * **what is measured**: the per-class accuracy of the training forward passes -- the predictions the
   loss sees, weakened samples included (``samples="all"``), or only the samples that were not
-  weakened (``samples="unweakened"``);
+  weakened (``samples="unweakened"``). In that mode a class whose samples in a batch were *all*
+  weakened is counted on all of them: a class weakened with certainty (the count prior gives the
+  largest classes p = 1) would otherwise never be measured, every class would never count as seen,
+  and the rule would stay the count prior for the whole run (it did, bit for bit: docs/RESULTS.md);
 * **how it is averaged**: counts, not batch accuracies. Correct and seen counts of each batch are
   summed over processes into a window; every ``interval`` batches the window is folded into an
   exponential moving average, ``correct_c <- momentum * correct_c + window_correct_c`` (``seen_c``
@@ -101,12 +104,15 @@ class ClassProgress(nn.Module):
         labels = labels.detach().long()
         correct = (logits.detach().argmax(dim=-1) == labels).to(torch.float64)
         seen = torch.ones_like(correct)
-        if self.samples == "unweakened" and weakened is not None:
-            seen = (~weakened.to(labels.device)).to(torch.float64)
-            correct = correct * seen
         counts = torch.zeros(2, self.num_classes, dtype=torch.float64, device=labels.device)
         counts[0].index_add_(0, labels, correct)
         counts[1].index_add_(0, labels, seen)
+        if self.samples == "unweakened" and weakened is not None:
+            intact = (~weakened.to(labels.device)).to(torch.float64)
+            intact_counts = torch.zeros_like(counts)
+            intact_counts[0].index_add_(0, labels, correct * intact)
+            intact_counts[1].index_add_(0, labels, intact)
+            counts = torch.where(intact_counts[1] > 0, intact_counts, counts)  # all weakened: count them all
         self.window += _all_reduce_sum(counts).to(self.window.device)
         self._batches += 1
         self.batches.fill_(self._batches)

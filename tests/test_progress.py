@@ -37,6 +37,22 @@ def test_unweakened_samples_only():
                     weakened=torch.tensor([False, True, True, False]))
     torch.testing.assert_close(progress.seen, torch.tensor([1.0, 1.0], dtype=torch.float64))
     torch.testing.assert_close(progress.correct, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    progress.update(logits_for([0, 1, 1], 2), torch.tensor([0, 0, 1]),  # every class-0 sample weakened
+                    weakened=torch.tensor([True, True, False]))
+    torch.testing.assert_close(progress.seen, torch.tensor([2.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(progress.correct, torch.tensor([1.0, 1.0], dtype=torch.float64))
+
+
+def test_unweakened_samples_leave_the_prior_when_it_weakens_a_class_with_certainty():
+    """The count prior gives the largest class p = 1, so none of its samples is ever unweakened."""
+    policy = WeakeningPolicy([100, 50, 10], rule="progress", gamma=1.0, progress_interval=1, progress_momentum=0.0,
+                             progress_margin=0.5, progress_samples="unweakened", seed=0)
+    torch.testing.assert_close(policy.probabilities, torch.tensor([1.0, 0.5, 0.1]))
+    labels = torch.tensor([0, 1, 2] * 20)
+    plan = policy.plan(labels)
+    assert plan.weakened[labels == 0].all()
+    policy.observe(logits_for([0, 0, 0] * 20, 3), labels, plan)  # class 0 fitted, 1 and 2 not
+    torch.testing.assert_close(policy.probabilities, torch.tensor([1.0, 0.0, 0.0]))
 
 
 def test_probabilities_follow_the_gap_to_the_least_fitted_class():
