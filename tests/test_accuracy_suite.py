@@ -2,6 +2,9 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("accuracy_suite", ROOT / "benchmarks" / "accuracy_suite.py")
 suite = importlib.util.module_from_spec(_spec)
@@ -54,3 +57,17 @@ def test_profiles_carry_options_and_by_seed_orders_paired_seeds_first():
     assert [(r["seed"], r["cell"]) for r in runs] == [(3, c) for c in SPEC["main"]] + [(4, c) for c in SPEC["main"]]
     assert "--imbalance_class_order 1 0 2" in " ".join(suite.command_of(runs[0]))
     assert "config" not in runs[0]["options"]
+
+
+@pytest.mark.parametrize("spec_file", sorted(p.name for p in (ROOT / "benchmarks" / "configs").glob("*.yaml")))
+def test_every_shipped_spec_plans_commands_the_recipe_accepts(spec_file, monkeypatch):
+    """A spec prepared for a machine we do not have (the GPU ones) must not fail on its first command there."""
+    from procrustean.train.config import parse_config
+
+    monkeypatch.chdir(ROOT)
+    spec = yaml.safe_load((ROOT / "benchmarks" / "configs" / spec_file).read_text())
+    for name in ("main", "ablations"):
+        args = suite.parse_args(["--suite", name, "--spec", f"benchmarks/configs/{spec_file}", "--seeds", "0"])
+        for run in suite.plan(args, spec):
+            config = parse_config(suite.command_of(run)[2:])
+            assert config.seed == 0
