@@ -86,7 +86,8 @@ class TrainConfig:
     progress_interval: int = field(default=10, metadata={"help": "progress rule: batches between refreshes of the "
                                    "probabilities (each batch's counts are summed over processes as it is seen)."})
     progress_samples: str = field(default="all", metadata={"help": "progress rule: accuracy over all training "
-                                  "samples as trained ('all') or only those not weakened ('unweakened')."})
+                                  "samples as trained ('all', measured best) or only those not weakened ('unweakened'; "
+                                  "a class whose samples in a batch were all weakened is counted on all of them)."})
     weakening_stop_epoch: Optional[int] = field(default=None, metadata={"help": "Stop weakening at this epoch "
                                                 "(default: never)."})
     # ---------------------------------------------------------------- loss
