@@ -79,7 +79,8 @@ def test_slurm_script_launches_one_accelerate_per_node(tmp_path, monkeypatch):
     bin_dir.mkdir()
     calls.mkdir()
     stubs = {
-        "scontrol": "#!/bin/bash\nprintf 'node-a\\nnode-b\\n'\n",
+        # a real allocation's host list can outgrow a pipe buffer: the script must read it all (no SIGPIPE)
+        "scontrol": "#!/bin/bash\nprintf 'node-a\\nnode-b\\n'\nfor i in $(seq 30000); do echo node-$i; done\n",
         "srun": "#!/bin/bash\nfor id in 0 1; do SLURM_NODEID=$id \"$@\"; done\n",
         "accelerate": f"#!/bin/bash\nprintf '%s\\0' \"$@\" > {calls}/node$SLURM_NODEID\n",
     }
