@@ -52,6 +52,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def profile_options(spec: Dict[str, Any], profile: str) -> Dict[str, Any]:
+    """A profile is a config, an imbalance and any further options (e.g. imbalance_class_order); ``family: NAME``
+    adds the options of ``families[NAME]`` (a model and how it is trained), under the profile's own."""
+    settings = spec["profiles"][profile]
+    family = spec["families"][settings["family"]] if "family" in settings else {}
+    return {**spec["base"], **family, **{k: v for k, v in settings.items() if k not in ("config", "family")}}
+
+
 def plan(args: argparse.Namespace, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
     cells = spec[args.suite]
     profiles = args.profiles or (spec["ablation_profiles"] if args.suite == "ablations" else list(spec["profiles"]))
@@ -60,9 +68,10 @@ def plan(args: argparse.Namespace, spec: Dict[str, Any]) -> List[Dict[str, Any]]
         if args.only and name not in args.only:
             continue
         for profile in profiles:
+            if "profiles" in cell and profile not in cell["profiles"]:
+                continue  # e.g. a stage the profile's model does not have
             for seed in args.seeds:
-                # a profile is a config, an imbalance and any further options (e.g. imbalance_class_order)
-                options = {**spec["base"], **{k: v for k, v in spec["profiles"][profile].items() if k != "config"}}
+                options = profile_options(spec, profile)
                 if args.suite == "ablations":
                     options.update(spec["ablation_base"])
                 options.update(cell.get("overrides", {}))

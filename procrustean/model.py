@@ -4,16 +4,17 @@ Locations (``supported_locations``):
 
 * ``input``      -- the pixels, before the backbone;
 * ``stage:k``    -- the output of the k-th entry of the backbone's ``feature_info`` (a stage boundary),
-                    replaced through a forward hook that returns the mixed tensor. ``stage:1`` is the
-                    default (``DEFAULT_LOCATION``): best of all locations in our ablation (docs/RESULTS.md;
-                    in timm's ResNets the output of the first residual stage, in ConvNeXt / EfficientNet
-                    the second stage);
+                    replaced through a forward hook that returns the mixed tensor (in timm's ResNets
+                    ``stage:1`` is the output of the first residual stage, in ConvNeXt the second stage);
 * ``pre_logits`` -- the pooled feature the classifier sees, i.e. ``forward_head(forward_features(x),
                     pre_logits=True)``: the input of ``get_classifier()`` is mixed by a forward
                     pre-hook. Working on the classifier's input rather than re-assembling
                     the head also covers distilled twin heads (DeiT, LeViT, EfficientFormer) and
                     convolutional classifiers (DLA);
-* ``random``     -- one of the above, drawn per batch from the policy's generator.
+* ``random``     -- one of the above, drawn per batch from the policy's generator;
+* ``auto``       -- the default (``DEFAULT_LOCATION``): the location measured for the backbone's family
+                    (``procrustean/location_map.py``), resolved when the model is built; ``.location``
+                    then holds the concrete location and ``.location_evidence`` why.
 
 The weakening runs only in training mode and only when labels are given; otherwise ``forward`` is the
 plain backbone call, bit for bit, so evaluation, export and inference never see it. The backbone stays
@@ -29,21 +30,23 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from .losses import CrossEntropyLoss
+from .location_map import auto_location
 from .models.factory import create_timm_model, inner_timm_model
 from .policy import WeakeningDraws, WeakeningPlan, WeakeningPolicy
 from .errors import UsageError
 
-FIXED_LOCATIONS = ("input", "pre_logits", "random")
-DEFAULT_LOCATION = "stage:1"  # measured: docs/RESULTS.md, location ablation
+FIXED_LOCATIONS = ("input", "pre_logits", "random", "auto")
+DEFAULT_LOCATION = "auto"  # the measured location of the backbone's family (procrustean/location_map.py)
 
 
 def check_location_name(location: str) -> str:
-    """The spelling of a location (``input``, ``stage:K``, ``pre_logits``, ``random``), before any model exists."""
+    """The spelling of a location (``input``, ``stage:K``, ``pre_logits``, ``random``, ``auto``), before any model
+    exists."""
     location = str(location).strip()
     stage = location.startswith("stage:") and location[6:].lstrip("-").isdigit()
     if location not in FIXED_LOCATIONS and not stage:
-        raise UsageError(f"Weakening location {location!r}: use input, stage:K (an index into the backbone's "
-                         "feature_info), pre_logits or random.")
+        raise UsageError(f"Weakening location {location!r}: use auto (the location measured for the backbone's "
+                         "family), input, stage:K (an index into the backbone's feature_info), pre_logits or random.")
     return location
 
 
@@ -113,6 +116,9 @@ class ProcrusteanModel(nn.Module):
 
     @location.setter
     def location(self, location: str) -> None:
+        self.location_evidence = "given"
+        if check_location_name(location) == "auto":
+            location, self.location_evidence = auto_location(self.backbone)
         self._location = self._check_location(location)
 
     def _check_location(self, location: str) -> str:

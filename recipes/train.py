@@ -113,19 +113,22 @@ def training_function(config: TrainConfig) -> int:
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     accelerator.print(histogram.format())
-    accelerator.print(f"\nWeakening ({'on' if weakening else 'off'}, at {model.location}):\n"
+    where = model.location + (f" ({config.weakening_location}: {model.location_evidence})"
+                              if config.weakening_location == "auto" else "")
+    accelerator.print(f"\nWeakening ({'on' if weakening else 'off'}, at {where}):\n"
                       + policy.summary(data.class_names))
 
-    eval_tf = build_transforms(backbone, is_training=False, img_size=config.img_size, mean=config.mean, std=config.std)
+    geometry_options = dict(img_size=config.img_size, mean=config.mean, std=config.std, crop_pct=config.crop_pct,
+                            interpolation=config.interpolation)
+    eval_tf = build_transforms(backbone, is_training=False, **geometry_options)
     device_augment = None
     if config.data_path == "in_memory":  # decoded once; crop, flip and normalise on the device, batch by batch
-        geometry, mean, std = in_memory_pipeline(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
+        geometry, mean, std = in_memory_pipeline(backbone, **geometry_options)
         images = decode_images(train_set, geometry, data.image_column, "L" if config.in_chans == 1 else "RGB")
         train_data = InMemoryImages(images, dataset_label_column(train_set, data.label_column))
         device_augment = DeviceAugment(mean, std, seed=config.seed)
     else:  # timm's transforms per sample, seeded by (seed, epoch, the indices of each batch read)
-        train_tf = build_transforms(backbone, is_training=True, img_size=config.img_size,
-                                    train_crop=config.train_crop, mean=config.mean, std=config.std)
+        train_tf = build_transforms(backbone, is_training=True, train_crop=config.train_crop, **geometry_options)
         train_data = SampleSeededDataset(
             with_image_transform(train_set, train_tf, data.image_column, data.label_column, config.in_chans),
             seed=config.seed)
@@ -173,7 +176,7 @@ def training_function(config: TrainConfig) -> int:
         results = write_results(output_dir, state, histogram.counts, data.class_names)
         plots = write_plots(output_dir, state.history, data.class_names, histogram.counts)
         card = run_model_card(config, policy if weakening else None, results, plots)
-        data_config = model_data_config(backbone, img_size=config.img_size, mean=config.mean, std=config.std)
+        data_config = model_data_config(backbone, **geometry_options)
         return export_run(backbone, output_dir, card=card, plots=plots, config=config, class_names=data.class_names,
                           data_config=data_config, verify=verify)
 

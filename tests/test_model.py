@@ -169,7 +169,7 @@ def test_unsupported_locations_and_models_fail_clearly():
 
     with pytest.raises(UsageError, match=r"supported: \['input', 'stage:0'"):
         make("test_resnet", WeakeningPolicy(COUNTS), location="stage:99")
-    with pytest.raises(UsageError, match="use input, stage:K"):
+    with pytest.raises(UsageError, match="use auto .*, input, stage:K"):
         make("test_resnet", WeakeningPolicy(COUNTS), location="logits")
     assert make("test_resnet", WeakeningPolicy(COUNTS), location="stage:-1").location.startswith("stage:")
     with pytest.raises(UsageError, match="Unknown timm model 'resnet18x'.*resnet18"):
@@ -195,7 +195,25 @@ def test_from_timm_uses_the_default_location():
     from procrustean.model import DEFAULT_LOCATION
 
     model = ProcrusteanModel.from_timm("resnet8_cifar", WeakeningPolicy(COUNTS), num_classes=NUM_CLASSES)
-    assert model.location == DEFAULT_LOCATION == ProcrusteanModel(model.backbone, None).location
+    assert DEFAULT_LOCATION == "auto"
+    assert model.location == "stage:1" == ProcrusteanModel(model.backbone, None).location
+
+
+def test_auto_location_uses_the_measured_map_and_says_why():
+    from procrustean.location_map import FALLBACK_LOCATION, MEASURED_LOCATIONS
+
+    cifar = ProcrusteanModel(timm.create_model("resnet8_cifar", num_classes=NUM_CLASSES), None, location="auto")
+    assert cifar.location == MEASURED_LOCATIONS["CifarResNet"].location
+    assert cifar.location_evidence == MEASURED_LOCATIONS["CifarResNet"].evidence
+    unmeasured = timm.create_model("test_efficientnet", num_classes=NUM_CLASSES)
+    assert type(unmeasured).__name__ not in MEASURED_LOCATIONS
+    model = ProcrusteanModel(unmeasured, None, location="auto")
+    assert (model.location, model.location_evidence) == FALLBACK_LOCATION
+    model.location = "input"
+    assert (model.location, model.location_evidence) == ("input", "given")
+    for family, (location, evidence) in MEASURED_LOCATIONS.items():
+        assert location == "input" or location == "pre_logits" or location.startswith("stage:"), family
+        assert "docs/RESULTS.md" in evidence, family
 
 
 def test_a_compiled_backbone_is_unwrapped_to_its_modules():

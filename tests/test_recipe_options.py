@@ -79,8 +79,10 @@ def test_an_invalid_repo_id_is_refused_before_anything_runs(imagefolder, tmp_pat
     (["--weakening_rule", "sqrt"], "UsageError", "Unknown weakening rule 'sqrt'"),
     (["--weakening_partner", "minor"], "UsageError", "Unknown partner rule 'minor'"),
     (["--lam_min", "0.9", "--lam_max", "0.2"], "UsageError", "lam_range"),
-    (["--weakening_location", "logits"], "UsageError", "use input, stage:K"),
+    (["--weakening_location", "logits"], "UsageError", "use auto .*, input, stage:K"),
     (["--loss", "hinge"], "UsageError", "Unknown loss 'hinge'"),
+    (["--crop_pct", "1.5"], "UsageError", "--crop_pct must be in"),
+    (["--interpolation", "lanczos9"], "UsageError", "--interpolation 'lanczos9' is not one of"),
     (["--progress_momentum", "1.5"], "UsageError", "progress momentum"),
     (["--push_to_hub", "a/b/c"], "UsageError", "Invalid repo id"),
     (["--config", "/nonexistent.yaml"], "MissingInputError", "does not exist"),
@@ -143,3 +145,29 @@ def test_none_unsets_an_option_a_config_file_set():
     assert (config.drw_epoch, config.weakening_stop_epoch, config.model_kwargs) == (None, None, None)
     with pytest.raises(SystemExit):  # anything else still has to be a number
         parse_config(["--drw_epoch", "later"])
+
+
+def test_fine_tuning_a_local_dir_source_keeps_its_architecture_and_can_start_a_new_head(tmp_path):
+    """A source exported with constructor args (a reduced ViT) is rebuilt at its own shape, the export of the
+    fine-tuned model carries those args on, and --reset_classifier replaces the source's head."""
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    from procrustean.train.config import parse_config
+    from procrustean.train.setup import build_model, model_constructor_args
+
+    vit_args = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
+    source = timm.create_model("vit_tiny_patch16_224", num_classes=4, in_chans=1, **vit_args)
+    save_for_hf(source, tmp_path / "source", model_args={"in_chans": 1, **vit_args}, safe_serialization=True)
+    scratch = parse_config(["--model", "vit_tiny_patch16_224", "--model_kwargs", '{"depth": 2}'])
+    assert model_constructor_args(scratch) == {"depth": 2}
+    common = ["--model", f"local-dir:{tmp_path / 'source'}", "--pretrained", "true", "--in_chans", "1"]
+    kept = build_model(parse_config(common), num_classes=4)
+    assert len(kept.blocks) == 2 and kept.embed_dim == 32
+    assert model_constructor_args(parse_config(common)) == {"in_chans": 1, **vit_args}
+    assert torch.equal(kept.head.weight, source.head.weight)  # same class count: timm loads the head
+    torch.manual_seed(0)
+    fresh = build_model(parse_config([*common, "--reset_classifier", "true"]), num_classes=4)
+    assert torch.equal(fresh.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+    assert not torch.equal(fresh.head.weight, source.head.weight)

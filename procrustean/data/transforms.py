@@ -94,12 +94,13 @@ def _eval_geometry_and_rest(config: Dict[str, Any]) -> Tuple[List[Callable], Lis
 
 
 def in_memory_pipeline(model: nn.Module, *, img_size: Optional[int] = None, mean: Optional[Sequence[float]] = None,
-                       std: Optional[Sequence[float]] = None) -> Tuple[Callable, Tuple[float, ...], Tuple[float, ...]]:
+                       std: Optional[Sequence[float]] = None, crop_pct: Optional[float] = None,
+                       interpolation: Optional[str] = None) -> Tuple[Callable, Tuple[float, ...], Tuple[float, ...]]:
     """What ``train_crop="pad4"`` does, split for the in-memory path: the deterministic PIL geometry (applied once,
     when decoding) and the normalisation (applied on the device after the random crop and flip)."""
     from torchvision import transforms as T
 
-    config = model_data_config(model, img_size, mean=mean, std=std)
+    config = model_data_config(model, img_size, mean=mean, std=std, crop_pct=crop_pct, interpolation=interpolation)
     geometry, _ = _eval_geometry_and_rest(config)
     return T.Compose(geometry), tuple(config["mean"]), tuple(config["std"])
 

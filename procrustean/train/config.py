@@ -53,6 +53,9 @@ class TrainConfig:
     model: str = field(default="resnet8_cifar", metadata={"help": "Any timm model name, 'hf-hub:<repo>' or "
                        "'local-dir:<path>'."})
     pretrained: bool = field(default=False, metadata={"help": "Start from the model's pretrained weights."})
+    reset_classifier: bool = field(default=False, metadata={"help": "Give the pretrained model a new, freshly "
+                                   "initialised classifier (timm's reset_classifier): fine-tuning on classes other than "
+                                   "the source's. Implied when the class counts differ."})
     in_chans: int = field(default=3, metadata={"help": "Image channels the model takes (1 = grey; images "
                           "are converted to match)."})
     img_size: Optional[int] = field(default=None, metadata={"help": "Input size (default: the model's)."})
@@ -60,6 +63,11 @@ class TrainConfig:
                                         "model's pretrained_cfg)."})
     std: Optional[List[float]] = field(default=None, metadata={"help": "Normalisation std (default: the "
                                        "model's)."})
+    crop_pct: Optional[float] = field(default=None, metadata={"help": "Eval crop fraction: resize to img_size / "
+                                      "crop_pct, then centre-crop (default: the model's pretrained_cfg; 1.0 keeps the "
+                                      "whole image, as small-image protocols do)."})
+    interpolation: Optional[str] = field(default=None, metadata={"help": "Resize interpolation: bilinear, bicubic, "
+                                         "nearest (default: the model's pretrained_cfg)."})
     train_crop: str = field(default="pad4", metadata={"help": "Train augmentation: 'pad4' (random crop with "
                             "4 px padding + flip, the CIFAR protocol) or 'rrc' (timm's RandomResizedCrop)."})
     drop_rate: float = field(default=0.0, metadata={"help": "Classifier dropout."})
@@ -67,8 +75,9 @@ class TrainConfig:
                                         "e.g. '{\"normed_head\": true}' (cosine classifier for LDAM)."})
     # ---------------------------------------------------------------- weakening
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
-    weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "input, stage:K, pre_logits or "
-                                    "random (default stage:1: best in docs/RESULTS.md)."})
+    weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "auto (default: the location measured "
+                                    "for the model's family, procrustean/location_map.py; printed at start-up), input, "
+                                    "stage:K, pre_logits or random."})
     weakening_rule: str = field(default="progress", metadata={"help": "progress (default, and every shipped "
                                 "config's: from the measured per-class training accuracy, the count rule as prior; "
                                 "best measured with LDAM-DRW in long training, never measurably worse than its loss alone "
@@ -206,6 +215,10 @@ class TrainConfig:
                     raise ValueError
             except ValueError:
                 raise UsageError(f"--model_kwargs must be a JSON object, got {self.model_kwargs!r}.") from None
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise UsageError(f"--crop_pct must be in (0, 1], got {self.crop_pct}.")
+        if self.interpolation not in (None, "bilinear", "bicubic", "nearest"):
+            raise UsageError(f"--interpolation {self.interpolation!r} is not one of ['bilinear', 'bicubic', 'nearest'].")
         if self.data_path == "in_memory" and self.train_crop != "pad4":
             raise UsageError("--data_path in_memory does the pad-4 crop and flip on the device; with --train_crop "
                              f"{self.train_crop} use --data_path pil.")

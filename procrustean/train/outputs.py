@@ -92,10 +92,12 @@ def export_run(backbone: nn.Module, output_dir: Path, *, card: str, plots: Seque
     ``verify=False`` skips reloading it with timm and transformers (the interim exports published while
     training; the final export is always verified)."""
     from ..hub import export_model
+    from .setup import model_constructor_args
 
     extra = {f"plots/{p.name}": p for p in plots}
     extra["all_results.json"] = Path(output_dir) / "all_results.json"
     return export_model(backbone, Path(output_dir) / "export", label_names=class_names, model_card=card,
                         extra_files=extra, training_config=config.to_dict(),
-                        data_config={k: data_config[k] for k in ("input_size", "mean", "std")} if data_config else None,
-                        verify=verify)
+                        data_config={k: data_config[k] for k in ("input_size", "mean", "std", "interpolation",
+                                                                 "crop_pct") if k in data_config} if data_config else None,
+                        model_args=model_constructor_args(config), verify=verify)

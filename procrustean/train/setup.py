@@ -26,7 +26,27 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
         kwargs["img_size"] = config.img_size
     if config.model_kwargs:
         kwargs.update(json.loads(config.model_kwargs))
-    return create_timm_model(config.model, **kwargs)
+    model = create_timm_model(config.model, **kwargs)
+    if config.reset_classifier:  # new classes: the source's head would only carry its old labels' meaning
+        model.reset_classifier(num_classes)
+    return model
+
+
+def model_constructor_args(config: TrainConfig) -> dict:
+    """The architecture's constructor args beyond timm's defaults, for the export's ``model_args``: those of an
+    ``hf-hub:`` / ``local-dir:`` source's config.json, overridden by ``--model_kwargs``. Without them an export of,
+    say, a ViT built with ``depth=4`` would be rebuilt at the default depth."""
+    from timm.models._hub import load_model_config_from_hf, load_model_config_from_path
+
+    args: dict = {}
+    if config.model.startswith("hf-hub:"):
+        args.update(load_model_config_from_hf(config.model[len("hf-hub:"):])[2] or {})
+    elif config.model.startswith("local-dir:"):
+        args.update(load_model_config_from_path(config.model[len("local-dir:"):])[2] or {})
+    if config.model_kwargs:
+        args.update(json.loads(config.model_kwargs))
+    args.pop("num_classes", None)  # config.json keeps it at the root
+    return args
 
 
 def _fixed_input_size(model_name: str) -> bool:

@@ -1,0 +1,38 @@
+"""Where to weaken a given backbone: the measured map behind ``location="auto"`` (the default).
+
+Which location helps depends on the architecture, so ``auto`` looks the backbone's family (its timm class) up in
+``MEASURED_LOCATIONS``; every entry names the RESULTS table that chose it. A family we have not measured gets
+``FALLBACK_LOCATION``, the rule measured so far, and says so. The map only grows with measurements
+(``benchmarks/configs/families_e40.yaml``, location ablation per family; docs/RESULTS.md, "Families and
+fine-tuning").
+"""
+from __future__ import annotations
+
+from typing import Dict, NamedTuple
+
+from torch import nn
+
+
+class MeasuredLocation(NamedTuple):
+    location: str
+    evidence: str  # the table, in docs/RESULTS.md, that chose it
+
+
+MEASURED_LOCATIONS: Dict[str, MeasuredLocation] = {
+    # ResNet-8, Fashion-MNIST-LT step-100, 40 epochs, seeds 0-2: stage:1 +4.5 pp over CE, best of 6 locations
+    "CifarResNet": MeasuredLocation("stage:1", "docs/RESULTS.md, 'Ablations, step100' (CIFAR ResNet-8)"),
+}
+
+FALLBACK_LOCATION = MeasuredLocation(
+    "stage:1", "the second stage boundary of timm's feature_info, the rule measured on the CIFAR ResNet "
+               "(docs/RESULTS.md, 'Ablations, step100'); this family has no location ablation of its own yet")
+
+
+def backbone_family(backbone: nn.Module) -> str:
+    """The family a location was measured for: the timm model's class (``ConvNeXt``, ``VisionTransformer``, ...)."""
+    return type(backbone).__name__
+
+
+def auto_location(backbone: nn.Module) -> MeasuredLocation:
+    """The measured location for ``backbone``'s family, else the documented fallback."""
+    return MEASURED_LOCATIONS.get(backbone_family(backbone), FALLBACK_LOCATION)
