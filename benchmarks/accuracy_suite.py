@@ -18,6 +18,7 @@ import os
 import platform
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 import threading
@@ -48,8 +49,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     parser.add_argument("--by_seed", action="store_true", help="run profile by profile and seed by seed (every cell "
                         "of a seed before the next), instead of cell by cell")
+    parser.add_argument("--var", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="values for the spec's ${NAME} placeholders (e.g. the fine-tuning suite's source and target)")
     parser.add_argument("--dry_run", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if any("=" not in item for item in args.var):
+        parser.error(f"--var takes NAME=VALUE, got {' '.join(args.var)}")
+    return args
+
+
+def substitute(options: Dict[str, Any], variables: Dict[str, str]) -> Dict[str, Any]:
+    """``${NAME}`` in the spec's string options -> ``--var NAME=VALUE``; a placeholder left unset is an error."""
+    resolved = {}
+    for key, value in options.items():
+        if isinstance(value, str):
+            value = string.Template(value).safe_substitute(variables)
+            if "${" in value:
+                raise SystemExit(f"error: option {key}={value!r} needs --var for its placeholder")
+        resolved[key] = value
+    return resolved
 
 
 def profile_options(spec: Dict[str, Any], profile: str) -> Dict[str, Any]:
@@ -62,6 +80,7 @@ def profile_options(spec: Dict[str, Any], profile: str) -> Dict[str, Any]:
 
 def plan(args: argparse.Namespace, spec: Dict[str, Any]) -> List[Dict[str, Any]]:
     cells = spec[args.suite]
+    variables = dict(item.split("=", 1) for item in args.var)
     profiles = args.profiles or (spec["ablation_profiles"] if args.suite == "ablations" else list(spec["profiles"]))
     runs = []
     for name, cell in cells.items():
@@ -78,6 +97,7 @@ def plan(args: argparse.Namespace, spec: Dict[str, Any]) -> List[Dict[str, Any]]
                 diagnose = bool(cell.get("diagnose")) and profile in spec.get("diagnose_profiles", spec["profiles"])
                 if diagnose:
                     options.update(spec["diagnostics"])
+                options = substitute(options, variables)
                 options["seed"] = seed
                 key = f"{args.suite}/{name}/{profile}/seed{seed}"
                 options["output_dir"] = str(Path(args.runs_dir) / key)
