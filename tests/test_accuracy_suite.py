@@ -67,7 +67,30 @@ def test_every_shipped_spec_plans_commands_the_recipe_accepts(spec_file, monkeyp
     monkeypatch.chdir(ROOT)
     spec = yaml.safe_load((ROOT / "benchmarks" / "configs" / spec_file).read_text())
     for name in ("main", "ablations"):
-        args = suite.parse_args(["--suite", name, "--spec", f"benchmarks/configs/{spec_file}", "--seeds", "0"])
+        args = suite.parse_args(["--suite", name, "--spec", f"benchmarks/configs/{spec_file}", "--seeds", "0",
+                                 "--var", "sources=/sources", "target=/target"])  # the fine-tuning suite's inputs
         for run in suite.plan(args, spec):
             config = parse_config(suite.command_of(run)[2:])
             assert config.seed == 0
+
+
+def test_families_cells_limited_to_profiles_and_placeholders():
+    spec = {**SPEC,
+            "base": {**SPEC["base"], "dataset": "${target}"},
+            "families": {"vit": {"model": "local-dir:${sources}/vit/export", "optimizer": "adamw"}},
+            "profiles": {"step100_vit": {"config": "a.yaml", "imbalance": "step:100", "family": "vit", "lr": 0.5},
+                         "step100": SPEC["profiles"]["step100"]},
+            "ablations": {"gamma_2": SPEC["ablations"]["gamma_2"],
+                          "stage4": {"overrides": {"weakening_location": "stage:4"}, "profiles": ["step100"]}},
+            "ablation_profiles": ["step100", "step100_vit"]}
+    args = suite.parse_args(["--suite", "ablations", "--seeds", "0", "--var", "sources=/s", "target=/t"])
+    runs = {r["key"]: r["options"] for r in suite.plan(args, spec)}
+    assert sorted(runs) == ["ablations/gamma_2/step100/seed0", "ablations/gamma_2/step100_vit/seed0",
+                            "ablations/stage4/step100/seed0"]
+    vit = runs["ablations/gamma_2/step100_vit/seed0"]
+    assert vit["model"] == "local-dir:/s/vit/export" and vit["dataset"] == "/t"
+    assert vit["optimizer"] == "adamw" and vit["lr"] == 0.5 and "family" not in vit
+    with pytest.raises(SystemExit, match="needs --var"):
+        suite.plan(suite.parse_args(["--suite", "ablations", "--seeds", "0"]), spec)
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--var", "no_equals_sign"])

@@ -31,3 +31,32 @@ def test_step_clock_says_when_the_script_ends_too_early(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_clock.py"), str(tmp_path / "s.json"), "5",
                            str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "ended after 1 optimizer steps, before the 5" in proc.stderr
+
+
+def test_prepare_digits_splits_opencvs_sheet_into_a_balanced_test_set_and_a_disjoint_pool(tmp_path):
+    """On a synthetic 2000x1000 sheet laid out like OpenCV's digits.png: every digit image carries its own index
+    as its pixel value, so the split's disjointness and the class of each image can be read back."""
+    import numpy as np
+    from datasets import load_from_disk
+    from PIL import Image
+
+    index = np.arange(5000).reshape(50, 100)  # row r holds class r // 5, as in OpenCV's sheet
+    cells = (index % 251).astype(np.uint8)[:, None, :, None] * np.ones((1, 20, 1, 20), np.uint8)
+    sheet = cells.reshape(1000, 2000)
+    Image.fromarray(sheet).save(tmp_path / "digits.png")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prepare_digits.py"), "--digits_png",
+                           str(tmp_path / "digits.png"), "--output_dir", str(tmp_path / "digits"),
+                           "--test_per_class", "30", "--seed", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = load_from_disk(str(tmp_path / "digits"))
+    assert len(data["test"]) == 300 and len(data["train"]) == 4700
+    assert np.bincount(data["test"]["label"], minlength=10).tolist() == [30] * 10
+    assert np.bincount(data["train"]["label"], minlength=10).tolist() == [470] * 10
+    assert data["train"].features["label"].names == [str(d) for d in range(10)]
+    first = np.asarray(data["train"][0]["image"])
+    assert first.shape == (20, 20) and len(np.unique(first)) == 1
+    wrong = tmp_path / "small.png"
+    Image.fromarray(sheet[:500]).save(wrong)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prepare_digits.py"), "--digits_png", str(wrong),
+                           "--output_dir", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "not OpenCV's 2000x1000" in proc.stderr
