@@ -419,27 +419,31 @@ def ablation_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], prof
     default_runs = select(records, suite="main", cell=DEFAULT_CELL, profile=profile)
     spec_ablations = spec.get("ablations") or {}
     default_desc = _describe(spec.get("ablation_base") or (spec.get("main") or {}).get(DEFAULT_CELL, {}).get("overrides", {}))
-    groups: List[Tuple[str, str, List[Dict[str, Any]]]] = [
-        (f"`{BASELINE}` (baseline)", "no weakening", ce_runs),
-        (f"`{DEFAULT_CELL}` (default)", default_desc, default_runs)]
+    groups: List[Tuple[str, str, List[Dict[str, Any]]]] = [(f"`{BASELINE}` (baseline)", "no weakening", ce_runs)]
+    if default_runs:  # a spec whose ablations all change one base (e.g. every location of a family) has none
+        groups.append((f"`{DEFAULT_CELL}` (default)", default_desc, default_runs))
     for cell in ordered_cells(list(spec_ablations), {r["cell"] for r in ablations}):
         groups.append((f"`{cell}`", _describe((spec_ablations.get(cell) or {}).get("overrides", {})),
                        select(ablations, cell=cell)))
-    header = ["Cell", "Change", "Seeds"] + [title for _, title in columns] + ["Δ class-avg vs CE (pp)", "Improved"]
+    header = ["Cell", "Change", "Seeds"] + [title for _, title in columns] + ["Δ class-avg vs CE (pp)", "Improved",
+                                                                            "95% CI"]
     rows, threads = [], set()
     for label, desc, runs in groups:
         agg = aggregate(runs, [k for k, _ in columns])
         threads.update(agg["threads"])
         if runs is ce_runs:
-            delta, improved = "0 (reference)", "—"
+            delta, improved, interval = "0 (reference)", "—", "—"
         else:
             d = paired_differences(runs, ce_runs, "eval_class_averaged_accuracy")
             delta, improved = fmt_mean_std(d["mean"], d["std"], d["n"], signed=True), f"{d['improved']}/{d['n']}"
+            interval = fmt_interval(d["interval"])
         rows.append([label, desc, f"{agg['n']}" + (INCOMPLETE if agg["n"] < MIN_SEEDS else "")]
-                    + [fmt_mean_std(*agg[k]) for k, _ in columns] + [delta, improved])
+                    + [fmt_mean_std(*agg[k]) for k, _ in columns] + [delta, improved, interval])
     title = f"### Ablations, {profile}: test accuracy (%), mean ± std over seeds"
     note = (f"Each ablation changes the default (`{DEFAULT_CELL}` of the main suite) in one option; Δ is paired with "
-            f"`{BASELINE}` on the same seed.")
+            f"`{BASELINE}` on the same seed." if default_runs else
+            f"Each ablation is `{default_desc}` with the change shown; Δ is paired with `{BASELINE}` on the same seed.") \
+        + " 95% CI: paired bootstrap percentile interval of the mean difference (seeds resampled)."
     return "\n\n".join([title, markdown_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)), note])
 
 
