@@ -335,10 +335,12 @@ class WeakeningPolicy:
         if len(draws) != len(labels):
             raise ValueError(f"Draws for {len(draws)} samples given with {len(labels)} labels: draw them for this batch.")
         device = labels.device
-        draws = draws.to(device, non_blocking=True)
-        weakened = draws.uniform < self._probabilities_for(device)[labels.long()]
-        own_share = torch.where(weakened, draws.own_share, torch.ones_like(draws.own_share))
-        return WeakeningPlan(weakened, own_share, draws.partner)
+        # the tensors alone: reading ``draws.location`` here would make torch.compile guard on its value
+        uniform, own_share, partner = (t.to(device, non_blocking=True)
+                                       for t in (draws.uniform, draws.own_share, draws.partner))
+        weakened = uniform < self._probabilities_for(device)[labels.long()]
+        own_share = torch.where(weakened, own_share, torch.ones_like(own_share))
+        return WeakeningPlan(weakened, own_share, partner)
 
     def plan(self, labels: Any, generator: Optional[torch.Generator] = None) -> WeakeningPlan:
         """Draw and resolve a plan for a local batch with these (hard) labels; it lives on ``labels.device``."""
