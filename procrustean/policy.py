@@ -179,7 +179,7 @@ class _FeatureMix(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> Tuple[torch.Tensor, None, None]:
         partner, own_share = ctx.saved_tensors
-        if grad.dtype not in _BAG_DTYPES or grad.numel() == 0:
+        if grad.dtype not in _BAG_DTYPES or grad.numel() == 0 or torch.compiler.is_compiling():
             grad_features = grad * own_share
             grad_features.index_add_(0, partner, grad * (1.0 - own_share))
             return grad_features, None, None

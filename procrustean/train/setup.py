@@ -78,3 +78,15 @@ def build_mixup(config: TrainConfig, num_classes: int) -> Tuple[Optional[Any], O
     mixup = Mixup(mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha, label_smoothing=0.0,
                   num_classes=num_classes)
     return mixup, SoftTargetCrossEntropy()
+
+
+def compile_plugin(config: TrainConfig) -> Optional[Any]:
+    """Accelerate's ``TorchDynamoPlugin`` for ``--torch_compile``: ``accelerator.prepare`` compiles the model (last,
+    after any DDP wrapping) and ``save_state`` / ``unwrap_model`` see the plain one. None: Accelerate's own config
+    decides (``accelerate launch --dynamo_backend``)."""
+    if not config.torch_compile:
+        return None
+    from accelerate.utils import TorchDynamoPlugin
+
+    return TorchDynamoPlugin(backend=config.torch_compile_backend or "inductor",
+                             mode=config.torch_compile_mode or "default")
