@@ -170,6 +170,10 @@ class ProcrusteanModel(nn.Module):
             draws = self._draw_from_generator(labels, torch.compiler.is_compiling())
         plan = self.policy.resolve(draws, labels)
         location = self.location
+        if location == "random" and torch.compiler.is_compiling():
+            logits = self._random_forward_traced(pixel_values, plan, draws.location)
+            self.policy.observe(logits, labels, plan)
+            return logits
         if location == "random":
             choices = self._concrete_locations()
             location = choices[min(int(draws.location * len(choices)), len(choices) - 1)]
@@ -208,6 +212,26 @@ class ProcrusteanModel(nn.Module):
                              f"not call {[type(h.module).__name__ for h in hooks]}. Choose another location among "
                              f"{self.supported_locations}.")
         return logits
+
+    def _random_forward_traced(self, pixel_values: torch.Tensor, plan: WeakeningPlan, draw: float) -> torch.Tensor:
+        """``random`` under torch.compile: the location drawn is a tensor, and every location mixes and keeps the
+        mix only where it was drawn (``torch.where``). Choosing it in Python would compile one graph per location
+        and recompile on revisits, up to Dynamo's limit; this is one graph, with the same values as eager, at the
+        price of a mix at every location."""
+        choices = self._concrete_locations()
+        chosen = (torch.full((), draw, dtype=torch.float64, device=pixel_values.device) * len(choices)).floor()
+        chosen = chosen.clamp_max(len(choices) - 1)
+        pixel_values = torch.where(chosen == choices.index("input"), plan.apply(pixel_values), pixel_values)
+        hooks = self._mixing_hooks()
+        for location_hooks in hooks.values():
+            for hook in location_hooks:
+                hook.fired = False
+        self._mixing.plan, self._mixing.location, self._mixing.chosen = plan, "random", chosen
+        self._mixing.index = {location: choices.index(location) for location in hooks}
+        try:
+            return self.backbone(pixel_values)
+        finally:
+            self._mixing.plan = self._mixing.location = self._mixing.chosen = None
 
     def _mixing_hooks(self) -> Dict[str, List["_MixingHook"]]:
         """One hook per stage boundary and classifier, registered at the first weakened forward and kept: each
@@ -257,6 +281,8 @@ class _MixingState:
     def __init__(self) -> None:
         self.plan: Optional[WeakeningPlan] = None
         self.location: Optional[str] = None
+        self.chosen: Optional[torch.Tensor] = None  # location "random" under torch.compile: the index drawn
+        self.index: Dict[str, int] = {}  # ... and each location's index
 
 
 class _MixingHook:
@@ -276,10 +302,12 @@ class _MixingHook:
         return plan.apply(tensor)
 
     def __call__(self, module: nn.Module, args: Any, output: Any = None) -> Any:
-        plan = self.state.plan
-        if plan is None or self.fired or self.state.location != self.location:
+        plan, state = self.state.plan, self.state
+        if plan is None or self.fired or state.location not in (self.location, "random"):
             return None
         self.fired = True
-        if self.on_input:
-            return (self._mix(module, args[0], plan),) + tuple(args[1:])
-        return self._mix(module, output, plan)
+        tensor = args[0] if self.on_input else output
+        mixed = self._mix(module, tensor, plan)
+        if state.location == "random":  # traced: keep the mix where this location was drawn
+            mixed = torch.where(state.chosen == state.index[self.location], mixed, tensor)
+        return (mixed,) + tuple(args[1:]) if self.on_input else mixed

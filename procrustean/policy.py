@@ -199,11 +199,11 @@ def _mix_transposed(grad: torch.Tensor, partner: torch.Tensor, own_share: torch.
     return mixed.as_strided(grad.shape, strides)
 
 
-# Under torch.compile the mix is one opaque operator (forward and backward), running the eager kernels above.
-# Traced through, inductor fused the gather into the neighbouring convolutions' batch-norm and padding kernels,
-# and a weakened step at ResNet-8's stage:1 took 1.4-1.5x an unweakened one (measured, benchmarks/compile.py);
-# the embedding_bag backward, traced, also read the gradient through views inductor does not lay out as eager
-# does (wrong gradients, measured). Opaque, it costs what it costs in eager and computes the same values.
+# Under torch.compile the mix is one opaque operator (forward and backward) running the eager kernels above, so
+# compiled and eager training compute the same mix. Traced through instead, the embedding_bag backward read the
+# gradient through views that inductor does not lay out as eager does (wrong gradients, measured), and the
+# per-sample selects of the plan were fused into the stage's batch-norm kernels. The operator keeps the features'
+# layout (inductor runs CPU convolutions channels-last) and lets inductor choose it (flexible_layout).
 def _mix_arguments(features: torch.Tensor, weakened: torch.Tensor, partner: torch.Tensor,
                    own_share: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """The partner and own share a mix of ``features`` uses: itself and exactly 1 for a sample not weakened."""

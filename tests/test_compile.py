@@ -156,3 +156,29 @@ def test_compiled_eval_is_the_plain_backbone():
     with torch.no_grad():
         assert torch.allclose(torch.compile(copy.deepcopy(model), backend="aot_eager")(x, labels=y).logits,
                               model.backbone(x), atol=1e-5)
+
+
+def test_random_location_is_one_graph_with_eager_values():
+    """``random`` draws its location per batch: traced, every location mixes and keeps it where drawn (a Python
+    choice would compile a graph per location and recompile on revisits)."""
+    compilations = []
+
+    def counting(graph, inputs):
+        compilations.append(1)
+        return graph.forward
+
+    losses = {}
+    for mode in ("eager", "compiled"):
+        model = make("resnet8_cifar", rule="power", location="random")
+        forward = torch.compile(model, backend=counting) if mode == "compiled" else model
+        losses[mode], drawn = [], set()
+        for step in range(10):
+            x, y = batch(8, step)
+            draws = draws_for(model, x, y)
+            drawn.add(min(int(draws.location * 6), 5))
+            loss = forward(x, labels=y, weakening_draws=draws).loss
+            loss.backward()
+            losses[mode].append(loss.item())
+    assert len(drawn) >= 4  # the batches drew several locations
+    torch.testing.assert_close(losses["compiled"], losses["eager"], rtol=1e-6, atol=0)
+    assert len(compilations) <= 2  # the draw's value specialised once, then symbolic
