@@ -1,7 +1,8 @@
 """torch.compile on this machine: compiled vs eager samples/s with the weakening on, and the weakening's cost under
 compile (train step with vs without it), paired within rounds in one process; plus the compile time.
 
-    python benchmarks/compile.py --models resnet8_cifar resnet32_cifar convnext_atto --steps 10
+    python benchmarks/compile.py --models resnet8_cifar resnet32_cifar convnext_atto --steps 10 --threads 1
+    python benchmarks/compile.py --models resnet32_cifar convnext_atto --bf16 --channels_last   # on a GPU
 
 Four configurations of the same model and optimizer: eager / compiled (``torch.compile(model)``, inductor by
 default) x weakening on / off. Each round times one train step (forward + loss + backward + SGD step) of each
@@ -56,6 +57,8 @@ def parse_args(argv=None):
     parser.add_argument("--mode", default=None, help="torch.compile mode (default: torch's default)")
     parser.add_argument("--backend", default="inductor")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (the GPU protocol)")
+    parser.add_argument("--channels_last", action="store_true", help="model and batches channels-last (GPU protocol)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     return parser.parse_args(argv)
@@ -74,6 +77,8 @@ def bench_model(name, args, device):
         kwargs["img_size"] = args.img_size
     torch.manual_seed(0)
     model = ProcrusteanModel(timm.create_model(name, **kwargs), policy, location=args.location).to(device).train()
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     compiled = torch.compile(model, mode=args.mode, backend=args.backend)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     g = torch.Generator().manual_seed(0)
@@ -82,7 +87,7 @@ def bench_model(name, args, device):
         x = torch.randn(args.batch_size, 3, args.img_size, args.img_size, generator=g)
         y = torch.randint(0, args.num_classes, (args.batch_size,), generator=g)
         draws = policy.draw(y, generator=batch_generator(0, y, x))  # what ProcrusteanCollator(policy) adds
-        batches.append((x.to(device), y.to(device), draws))
+        batches.append((x.to(device).contiguous(memory_format=layout), y.to(device), draws))
     state = {"batch": 0}
 
     def step(config):
@@ -93,7 +98,9 @@ def bench_model(name, args, device):
         sync(device)
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        forward(x, labels=y, weakening_draws=draws).loss.backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = forward(x, labels=y, weakening_draws=draws).loss
+        loss.backward()
         optimizer.step()
         sync(device)
         return time.perf_counter() - start
@@ -139,7 +146,8 @@ def main(argv=None):
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
           + f", load average {os.getloadavg()[0]:.2f} at start")
     print(f"batch {args.batch_size} x 3 x {args.img_size} x {args.img_size}, {args.rule} rule (gamma {args.gamma}) at {args.location}, "
-          f"torch.compile(backend={args.backend!r}, mode={args.mode!r}); {args.steps} rounds, one step of each "
+          f"torch.compile(backend={args.backend!r}, mode={args.mode!r}), bf16 {args.bf16}, channels_last "
+          f"{args.channels_last}; {args.steps} rounds, one step of each "
           f"configuration per round; freed memory kept: {kept}\n")
     results = []
     for name in args.models:
