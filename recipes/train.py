@@ -45,7 +45,7 @@ from procrustean.train.memory import keep_freed_memory
 from procrustean.train.metrics_log import MetricsLog
 from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
 from procrustean.train.setup import (build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler,
-                                     compile_plugin)
+                                     compile_plugin, mark_batch_dynamic)
 from procrustean.train.state import RunState
 
 
@@ -217,6 +217,8 @@ def training_function(config: TrainConfig) -> int:
                 batch["pixel_values"] = device_augment(batch["pixel_values"], batch.pop("sample_index"), epoch)
             if config.channels_last:
                 batch["pixel_values"] = batch["pixel_values"].contiguous(memory_format=torch.channels_last)
+            if config.torch_compile:
+                mark_batch_dynamic(batch)
             with accelerator.accumulate(model):
                 if mixup is not None:  # labels mixed too: plain forward, soft-target loss
                     pixels, soft_targets = mixup(batch["pixel_values"], batch["labels"])
