@@ -9,7 +9,8 @@ default) x weakening on / off. Each round times one train step (forward + loss +
 configuration, the order rotated per round; a configuration's ratio is the median over rounds of its step time
 over its partner's in the same round, so drift of the machine hits both alike. The weakening is the recipe's:
 the progress rule (count prior from 5 classes of 6000 and 5 of 60 samples; ``--rule power --gamma 0`` weakens
-every sample, the worst case) at ``--location`` (default ``stage:1``), with each batch's draws made as ``ProcrusteanCollator(policy)`` makes them, before the step (in
+every sample, the worst case) at ``--location`` (default ``stage:1``), with each batch's draws made as
+``ProcrusteanCollator(policy)`` makes them, before the step (in
 the recipe they come with the batch from the DataLoader). A pool of batches with different labels cycles, so
 the number of weakened samples changes from step to step. Compiled weakening on and off are two graphs of the
 same compiled module (the switch is guarded); the compile time is the first step of each, minus a compiled step,
@@ -145,7 +146,8 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
           + f", load average {os.getloadavg()[0]:.2f} at start")
-    print(f"batch {args.batch_size} x 3 x {args.img_size} x {args.img_size}, {args.rule} rule (gamma {args.gamma}) at {args.location}, "
+    print(f"batch {args.batch_size} x 3 x {args.img_size} x {args.img_size}, {args.rule} rule (gamma {args.gamma}) "
+          f"at {args.location}, "
           f"torch.compile(backend={args.backend!r}, mode={args.mode!r}), bf16 {args.bf16}, channels_last "
           f"{args.channels_last}; {args.steps} rounds, one step of each "
           f"configuration per round; freed memory kept: {kept}\n")

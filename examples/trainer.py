@@ -146,8 +146,9 @@ def main(argv=None) -> None:
     print(f"Export: {export_dir}  (timm.create_model('local-dir:{export_dir}'), "
           "AutoModelForImageClassification.from_pretrained)")
     if args.push_to_hub:
-        from huggingface_hub import upload_folder
+        from huggingface_hub import create_repo, upload_folder
 
+        create_repo(args.push_to_hub, exist_ok=True)
         upload_folder(repo_id=args.push_to_hub, folder_path=str(export_dir), commit_message="Procrustean training")
 
 

@@ -244,8 +244,10 @@ class ProcrusteanModel(nn.Module):
             hooks["pre_logits"] = [_MixingHook(self._mixing, m, "pre_logits", on_input=True) for m in self._classifiers]
             for location_hooks in hooks.values():
                 for hook in location_hooks:
-                    register = hook.module.register_forward_pre_hook if hook.on_input else hook.module.register_forward_hook
-                    register(hook)
+                    if hook.on_input:
+                        hook.module.register_forward_pre_hook(hook)
+                    else:
+                        hook.module.register_forward_hook(hook)
             self._hooks = hooks
         return self._hooks
 

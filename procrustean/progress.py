@@ -102,7 +102,8 @@ class ClassProgress(nn.Module):
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, labels: torch.Tensor, weakened: Optional[torch.Tensor] = None) -> bool:
-        """Count one training batch (all processes together); True when it refreshed the probabilities."""
+        """Count one training batch (all processes together); True when it refreshed the probabilities (under
+        torch.compile the refresh is decided on the device, and this returns False)."""
         labels = labels.detach().long()
         correct = (logits.detach().argmax(dim=-1) == labels).to(torch.float64)
         seen = torch.ones_like(correct)

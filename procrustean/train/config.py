@@ -134,16 +134,18 @@ class TrainConfig:
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the training model through "
                                 "Accelerate (as transformers' torch_compile, timm's --torchcompile); the weakening "
                                 "compiles with it, without graph breaks. Use it on GPUs for long runs: each graph "
-                                "compiles for 0.5-2 minutes on a CPU (training; the last, smaller batch; the "
-                                "weakening stop / DRW start; evaluation). Off by default: on this project's 2-core "
-                                "CPU it gained 1.3x on ResNet-32, lost on ConvNeXt-atto (0.86x), and the weakening "
-                                "cost more compiled than eager at stage:1 (docs/RESULTS.md, Cost). Checkpoints hold the plain model (a run resumes with or "
-                                "without it); the export is always the plain, uncompiled backbone."})
+                                "compiles for 0.5-2 minutes on a CPU (training, with the batch size dynamic; again "
+                                "when the weakening stops or DRW starts; evaluation). Off by default: on this "
+                                "project's 2-core CPU it gained 1.3x on ResNet-32, lost on ConvNeXt-atto (0.86x), "
+                                "and the weakening cost more compiled than eager at stage:1 (docs/RESULTS.md, "
+                                "Cost). Checkpoints hold the plain model (a run resumes with or without it); the "
+                                "export is always the plain, uncompiled backbone."})
     torch_compile_mode: Optional[str] = field(default=None, metadata={"help": "torch.compile mode: default, "
-                                              "reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs. "
+                                              "reduce-overhead (CUDA graphs), max-autotune, "
+                                              "max-autotune-no-cudagraphs. "
                                               "Setting it turns --torch_compile on (as in transformers)."})
-    torch_compile_backend: Optional[str] = field(default=None, metadata={"help": "torch.compile backend (default "
-                                                 "inductor). Setting it turns --torch_compile on (as in transformers)."})
+    torch_compile_backend: Optional[str] = field(default=None, metadata={
+        "help": "torch.compile backend (default inductor). Setting it turns --torch_compile on (as in transformers)."})
     # ---------------------------------------------------------------- run
     logging_steps: int = field(default=25, metadata={"help": "Every N optimizer steps: the loss on the progress bar "
                                "and the check for a non-finite loss (also before every checkpoint and at every "
