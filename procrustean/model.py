@@ -23,7 +23,7 @@ a plain timm model at ``.backbone``: that is what gets saved and pushed.
 from __future__ import annotations
 
 import warnings
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -100,7 +100,15 @@ class ProcrusteanModel(nn.Module):
         self.weakening_enabled = True
         self._stage_names = _stage_modules(self.backbone)
         self._classifiers = self._classifier_modules()
+        # the generator that draws plans when no collator draws are given: its state is in the model's state_dict,
+        # so any checkpoint of the model (accelerate's, Trainer's) resumes its draws exactly
+        self.generator_state = _GeneratorState(policy.generator) if policy is not None else None
+        self._warned_generator_under_compile = False
+        self._mixing = _MixingState()
+        self._hooks: Optional[Dict[str, List[_MixingHook]]] = None
         self.location = location
+        if policy is not None:
+            self._mixing_hooks()
 
     # ----------------------------------------------------------------------------------- locations
     @property
@@ -165,9 +173,13 @@ class ProcrusteanModel(nn.Module):
     def _weakened_forward(self, pixel_values: torch.Tensor, labels: torch.Tensor,
                           draws: Optional[WeakeningDraws]) -> torch.Tensor:
         if draws is None:
-            draws = self.policy.draw(labels)
+            draws = self._draw_from_generator(labels, torch.compiler.is_compiling())
         plan = self.policy.resolve(draws, labels)
         location = self.location
+        if location == "random" and torch.compiler.is_compiling():
+            logits = self._random_forward_traced(pixel_values, plan, draws.location)
+            self.policy.observe(logits, labels, plan)
+            return logits
         if location == "random":
             choices = self._concrete_locations()
             location = choices[min(int(draws.location * len(choices)), len(choices) - 1)]
@@ -178,24 +190,72 @@ class ProcrusteanModel(nn.Module):
         self.policy.observe(logits, labels, plan)  # the progress rule's statistics (no-op for the count rule)
         return logits
 
+    @torch.compiler.disable
+    def _draw_from_generator(self, labels: torch.Tensor, compiling: bool) -> WeakeningDraws:
+        """Draws from the policy's generator (no collator draws given): a CPU generator, so under torch.compile
+        this is the one graph break of the forward; its state is saved with the model (``generator_state``)."""
+        if compiling and not self._warned_generator_under_compile:
+            self._warned_generator_under_compile = True
+            warnings.warn("ProcrusteanModel draws its weakening plans from the policy's generator because no "
+                          "weakening_draws were given: under torch.compile that draw breaks the graph once per "
+                          "forward. Pass ProcrusteanCollator(policy) as the collate_fn / data_collator to draw them "
+                          "with the batch instead.", stacklevel=2)
+        return self.policy.draw(labels)
+
     def _forward_with_hook(self, pixel_values: torch.Tensor, plan: WeakeningPlan, location: str) -> torch.Tensor:
-        if location == "pre_logits":
-            modules, hook = self._classifiers, _MixingHook(plan, location, on_input=True)
-            handles = [m.register_forward_pre_hook(hook) for m in modules]
-        else:
-            modules = [self.backbone.get_submodule(self._stage_names[int(location.split(":")[1])])]
-            hook = _MixingHook(plan, location, on_input=False)
-            handles = [modules[0].register_forward_hook(hook)]
+        """The backbone's forward with ``plan`` published to the hooks of ``location`` (registered once, so that
+        ``torch.compile`` traces them as part of the graph instead of breaking it at a per-forward registration)."""
+        hooks = self._mixing_hooks()[location]
+        for hook in hooks:
+            hook.fired = False
+        self._mixing.plan, self._mixing.location = plan, location
         try:
             logits = self.backbone(pixel_values)
         finally:
-            for handle in handles:
-                handle.remove()
-        if hook.calls == 0:
+            self._mixing.plan = self._mixing.location = None
+        if not any(hook.fired for hook in hooks):
             raise UsageError(f"Weakening at {location} never happened: {type(self.backbone).__name__}'s forward does "
-                             f"not call {[type(m).__name__ for m in modules]}. Choose another location among "
+                             f"not call {[type(h.module).__name__ for h in hooks]}. Choose another location among "
                              f"{self.supported_locations}.")
         return logits
+
+    def _random_forward_traced(self, pixel_values: torch.Tensor, plan: WeakeningPlan, draw: float) -> torch.Tensor:
+        """``random`` under torch.compile: the location drawn is a tensor, and every location mixes and keeps the
+        mix only where it was drawn (``torch.where``). Choosing it in Python would compile one graph per location
+        and recompile on revisits, up to Dynamo's limit; this is one graph, with the same values as eager, at the
+        price of a mix at every location."""
+        choices = self._concrete_locations()
+        chosen = (torch.full((), draw, dtype=torch.float64, device=pixel_values.device) * len(choices)).floor()
+        chosen = chosen.clamp_max(len(choices) - 1)
+        pixel_values = torch.where(chosen == choices.index("input"), plan.apply(pixel_values), pixel_values)
+        hooks = self._mixing_hooks()
+        for location_hooks in hooks.values():
+            for hook in location_hooks:
+                hook.fired = False
+        self._mixing.plan, self._mixing.location, self._mixing.chosen = plan, "random", chosen
+        self._mixing.index = {location: choices.index(location) for location in hooks}
+        try:
+            return self.backbone(pixel_values)
+        finally:
+            self._mixing.plan = self._mixing.location = self._mixing.chosen = None
+
+    def _mixing_hooks(self) -> Dict[str, List["_MixingHook"]]:
+        """One hook per stage boundary and classifier, registered at the first weakened forward and kept: each
+        mixes only while a forward publishes a plan for its location, and is a no-op otherwise."""
+        if self._hooks is None:
+            hooks: Dict[str, List[_MixingHook]] = {}
+            for k, name in enumerate(self._stage_names):
+                module = self.backbone.get_submodule(name)
+                hooks[f"stage:{k}"] = [_MixingHook(self._mixing, module, f"stage:{k}", on_input=False)]
+            hooks["pre_logits"] = [_MixingHook(self._mixing, m, "pre_logits", on_input=True) for m in self._classifiers]
+            for location_hooks in hooks.values():
+                for hook in location_hooks:
+                    if hook.on_input:
+                        hook.module.register_forward_pre_hook(hook)
+                    else:
+                        hook.module.register_forward_hook(hook)
+            self._hooks = hooks
+        return self._hooks
 
     # ----------------------------------------------------------------------------------- builders
     @classmethod
@@ -205,26 +265,57 @@ class ProcrusteanModel(nn.Module):
         return cls(create_timm_model(model_name, **create_kwargs), policy, location, loss)
 
 
+class _GeneratorState(nn.Module):
+    """A CPU ``torch.Generator`` as an entry of the state_dict (``generator_state.state``, uint8): read at save,
+    restored at load. A checkpoint without it (written before it existed) leaves the generator as it is."""
+
+    def __init__(self, generator: torch.Generator):
+        super().__init__()
+        self.generator = generator
+
+    def _save_to_state_dict(self, destination: Dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        destination[prefix + "state"] = self.generator.get_state()
+
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, local_metadata: Any, strict: bool,
+                              missing_keys: List[str], unexpected_keys: List[str], error_msgs: List[str]) -> None:
+        state = state_dict.get(prefix + "state")
+        if state is not None:
+            self.generator.set_state(state.detach().to("cpu", torch.uint8).contiguous())
+
+
+class _MixingState:
+    """The plan of the weakened forward in progress and its location, read by the hooks (None between forwards)."""
+
+    def __init__(self) -> None:
+        self.plan: Optional[WeakeningPlan] = None
+        self.location: Optional[str] = None
+        self.chosen: Optional[torch.Tensor] = None  # location "random" under torch.compile: the index drawn
+        self.index: Dict[str, int] = {}  # ... and each location's index
+
+
 class _MixingHook:
-    """Mixes a module's output (forward hook) or first input (forward pre-hook) with one plan, once per
-    module and forward (a module called twice, e.g. a shared block, is weakened at its first call)."""
+    """Mixes a module's output (forward hook) or first input (forward pre-hook) with the published plan when
+    the forward in progress weakens at this hook's location; once per forward (a module called twice, e.g. a
+    shared block, is weakened at its first call)."""
 
-    def __init__(self, plan: WeakeningPlan, location: str, on_input: bool):
-        self.plan, self.location, self.on_input = plan, location, on_input
-        self.calls, self._done = 0, set()
+    def __init__(self, state: _MixingState, module: nn.Module, location: str, on_input: bool):
+        self.state, self.module, self.location, self.on_input = state, module, location, on_input
+        self.fired = False
 
-    def _mix(self, module: nn.Module, tensor: Any) -> Any:
+    def _mix(self, module: nn.Module, tensor: Any, plan: WeakeningPlan) -> Any:
         if not torch.is_tensor(tensor):
             raise TypeError(f"Cannot weaken at {self.location}: {type(module).__name__} "
                             f"{'takes' if self.on_input else 'returns'} {type(tensor).__name__}, not a tensor. "
                             "Choose another location.")
-        return self.plan.apply(tensor)
+        return plan.apply(tensor)
 
     def __call__(self, module: nn.Module, args: Any, output: Any = None) -> Any:
-        self.calls += 1
-        if id(module) in self._done:
+        plan, state = self.state.plan, self.state
+        if plan is None or self.fired or state.location not in (self.location, "random"):
             return None
-        self._done.add(id(module))
-        if self.on_input:
-            return (self._mix(module, args[0]),) + tuple(args[1:])
-        return self._mix(module, output)
+        self.fired = True
+        tensor = args[0] if self.on_input else output
+        mixed = self._mix(module, tensor, plan)
+        if state.location == "random":  # traced: keep the mix where this location was drawn
+            mixed = torch.where(state.chosen == state.index[self.location], mixed, tensor)
+        return (mixed,) + tuple(args[1:]) if self.on_input else mixed

@@ -150,6 +150,8 @@ class WeakeningPlan:
             mixed = self.apply(features.float())
             return mixed.round_().clamp_(info.min, info.max).to(features.dtype)
         plan = self if self.partner.device == features.device else self.to(features.device, non_blocking=True)
+        if torch.compiler.is_compiling():  # one opaque operator: see _feature_mix_op
+            return _feature_mix_op(features, plan.weakened, plan.partner, plan.own_share)
         # A sample that is not weakened is its own partner with own share exactly 1: the mix returns it bit for
         # bit (for finite values), and no other sample's values (not even an inf) can reach it.
         own = torch.arange(len(plan), device=features.device)
@@ -171,25 +173,93 @@ class _FeatureMix(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, features: torch.Tensor, partner: torch.Tensor, own_share: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(partner, own_share)
-        # for weights >= 0.5 lerp_ computes end - (end - start) * (1 - weight), i.e. x - (x - x[partner]) * 0 = x
-        # where own_share is 1
-        return features.index_select(0, partner).lerp_(features, own_share)
+        return _mix(features, partner, own_share)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> Tuple[torch.Tensor, None, None]:
         partner, own_share = ctx.saved_tensors
-        if grad.dtype not in _BAG_DTYPES or grad.numel() == 0:
-            grad_features = grad * own_share
-            grad_features.index_add_(0, partner, grad * (1.0 - own_share))
-            return grad_features, None, None
-        rows, strides = _sample_rows(grad)
-        sources, offsets, weights = _transposed_bags(partner, own_share.reshape(-1))
-        mixed = torch.nn.functional.embedding_bag(sources, rows, offsets, mode="sum", per_sample_weights=weights)
-        return mixed.as_strided(grad.shape, strides), None, None
+        return _mix_transposed(grad, partner, own_share), None, None
+
+
+def _mix(features: torch.Tensor, partner: torch.Tensor, own_share: torch.Tensor) -> torch.Tensor:
+    # for weights >= 0.5 lerp_ computes end - (end - start) * (1 - weight), i.e. x - (x - x[partner]) * 0 = x
+    # where own_share is 1
+    return features.index_select(0, partner).lerp_(features, own_share)
+
+
+def _mix_transposed(grad: torch.Tensor, partner: torch.Tensor, own_share: torch.Tensor) -> torch.Tensor:
+    if grad.dtype not in _BAG_DTYPES or grad.numel() == 0:
+        grad_features = grad * own_share
+        grad_features.index_add_(0, partner, grad * (1.0 - own_share))
+        return grad_features
+    rows, strides = _sample_rows(grad)
+    sources, offsets, weights = _transposed_bags(partner, own_share.reshape(-1))
+    mixed = torch.nn.functional.embedding_bag(sources, rows, offsets, mode="sum", per_sample_weights=weights)
+    return mixed.as_strided(grad.shape, strides)
+
+
+# Under torch.compile the mix is one opaque operator (forward and backward) running the eager kernels above, so
+# compiled and eager training compute the same mix. Traced through instead, the embedding_bag backward read the
+# gradient through views that inductor does not lay out as eager does (wrong gradients, measured), and the
+# per-sample selects of the plan were fused into the stage's batch-norm kernels. The operator keeps the features'
+# layout (inductor runs CPU convolutions channels-last) and lets inductor choose it (flexible_layout).
+def _mix_arguments(features: torch.Tensor, weakened: torch.Tensor, partner: torch.Tensor,
+                   own_share: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The partner and own share a mix of ``features`` uses: itself and exactly 1 for a sample not weakened."""
+    own = torch.arange(len(weakened), device=features.device)
+    share = torch.where(weakened, own_share, torch.ones_like(own_share))
+    return torch.where(weakened, partner, own), share.to(features.dtype).view((-1,) + (1,) * (features.ndim - 1))
+
+
+@torch.library.custom_op("procrustean::feature_mix", mutates_args=(), tags=(torch.Tag.flexible_layout,))
+def _feature_mix_op(features: torch.Tensor, weakened: torch.Tensor, partner: torch.Tensor,
+                    own_share: torch.Tensor) -> torch.Tensor:
+    partner, own_share = _mix_arguments(features, weakened, partner, own_share)
+    # in the features' own layout: inductor runs convolutions channels-last on the CPU
+    mixed = torch.empty_like(features)
+    torch.index_select(features, 0, partner, out=mixed)
+    return mixed.lerp_(features, own_share)
+
+
+@_feature_mix_op.register_fake
+def _(features: torch.Tensor, weakened: torch.Tensor, partner: torch.Tensor, own_share: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(features)
+
+
+@torch.library.custom_op("procrustean::feature_mix_transposed", mutates_args=(), tags=(torch.Tag.flexible_layout,))
+def _feature_mix_transposed_op(grad: torch.Tensor, weakened: torch.Tensor, partner: torch.Tensor,
+                               own_share: torch.Tensor) -> torch.Tensor:
+    partner, own_share = _mix_arguments(grad, weakened, partner, own_share)
+    transposed = _mix_transposed(grad, partner, own_share)
+    return transposed.clone() if transposed._base is not None else transposed  # no view out of a custom op
+
+
+@_feature_mix_transposed_op.register_fake
+def _(grad: torch.Tensor, weakened: torch.Tensor, partner: torch.Tensor, own_share: torch.Tensor) -> torch.Tensor:
+    return torch.empty_strided(grad.shape, _sample_rows_strides(grad), dtype=grad.dtype, device=grad.device)
+
+
+def _feature_mix_setup(ctx: Any, inputs: Tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+    ctx.save_for_backward(*inputs[1:])
+
+
+def _feature_mix_backward(ctx: Any, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+    return _feature_mix_transposed_op(grad, *ctx.saved_tensors), None, None, None
+
+
+_feature_mix_op.register_autograd(_feature_mix_backward, setup_context=_feature_mix_setup)
 
 
 _BAG_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)  # what embedding_bag takes
+
+
+def _sample_rows_strides(tensor: torch.Tensor) -> Tuple[int, ...]:
+    """The strides ``_sample_rows`` maps rows back with: the tensor's own if each sample is one dense block."""
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(tensor.ndim)
+    if tensor.is_contiguous() or (channels_last is not None and tensor.is_contiguous(memory_format=channels_last)):
+        return tensor.stride()
+    return torch.empty(tensor.shape, device="meta").stride()
 
 
 def _sample_rows(tensor: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, ...]]:
@@ -335,10 +405,12 @@ class WeakeningPolicy:
         if len(draws) != len(labels):
             raise ValueError(f"Draws for {len(draws)} samples given with {len(labels)} labels: draw them for this batch.")
         device = labels.device
-        draws = draws.to(device, non_blocking=True)
-        weakened = draws.uniform < self._probabilities_for(device)[labels.long()]
-        own_share = torch.where(weakened, draws.own_share, torch.ones_like(draws.own_share))
-        return WeakeningPlan(weakened, own_share, draws.partner)
+        # the tensors alone: reading ``draws.location`` here would make torch.compile guard on its value
+        uniform, own_share, partner = (t.to(device, non_blocking=True)
+                                       for t in (draws.uniform, draws.own_share, draws.partner))
+        weakened = uniform < self._probabilities_for(device)[labels.long()]
+        own_share = torch.where(weakened, own_share, torch.ones_like(own_share))
+        return WeakeningPlan(weakened, own_share, partner)
 
     def plan(self, labels: Any, generator: Optional[torch.Generator] = None) -> WeakeningPlan:
         """Draw and resolve a plan for a local batch with these (hard) labels; it lives on ``labels.device``."""

@@ -92,7 +92,9 @@ class ClassProgress(nn.Module):
         self.register_buffer("window", torch.zeros(2, num_classes, dtype=torch.float64))  # (correct, seen), global
         self.register_buffer("probabilities", prior.detach().float().clone())
         self.register_buffer("batches", torch.zeros((), dtype=torch.int64))
-        self._batches = 0  # host copy of `batches`: the refresh decision needs no device read
+        # host copy of `batches`: the refresh decision needs no device read (None after compiled forwards, which
+        # count on the device only: read back once by the next eager forward)
+        self._batches: Optional[int] = 0
 
     @property
     def num_classes(self) -> int:
@@ -100,7 +102,8 @@ class ClassProgress(nn.Module):
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, labels: torch.Tensor, weakened: Optional[torch.Tensor] = None) -> bool:
-        """Count one training batch (all processes together); True when it refreshed the probabilities."""
+        """Count one training batch (all processes together); True when it refreshed the probabilities (under
+        torch.compile the refresh is decided on the device, and this returns False)."""
         labels = labels.detach().long()
         correct = (logits.detach().argmax(dim=-1) == labels).to(torch.float64)
         seen = torch.ones_like(correct)
@@ -114,17 +117,43 @@ class ClassProgress(nn.Module):
             intact_counts[1].index_add_(0, labels, intact)
             counts = torch.where(intact_counts[1] > 0, intact_counts, counts)  # all weakened: count them all
         self.window += _all_reduce_sum(counts).to(self.window.device)
+        if torch.compiler.is_compiling():
+            self._update_traced()
+            return False
+        if self._batches is None:  # a compiled forward counted the last batches on the device
+            self._batches = int(self.batches)
         self._batches += 1
         self.batches.fill_(self._batches)
         if self._batches % self.interval:
             return False
+        self._refresh()
+        return True
+
+    def _refresh(self) -> None:
+        """Fold the window into the moving sums and recompute the probabilities."""
         self.correct.mul_(self.momentum).add_(self.window[0])
         self.seen.mul_(self.momentum).add_(self.window[1])
         self.window.zero_()
-        every_class_seen = (self.seen > 0)[self.present].all()
+        self.probabilities.copy_(self._measured_or_prior())
+
+    def _measured_or_prior(self) -> torch.Tensor:
+        every_class_seen = ((self.seen > 0) | ~self.present).all()
         measured = progress_probabilities(self.accuracy(), self.present, self.margin).to(self.prior.device)
-        self.probabilities.copy_(torch.where(every_class_seen, measured, self.prior))
-        return True
+        return torch.where(every_class_seen, measured, self.prior)
+
+    def _update_traced(self) -> None:
+        """The refresh decided on the device, for ``torch.compile``: the host count (a Python int the graph would
+        be specialised on, one recompilation per batch) is not read; every batch computes the refresh, and
+        ``torch.where`` keeps it only on every ``interval``-th batch. Same values as the eager path."""
+        self._batches = None
+        self.batches.add_(1)
+        refresh = (self.batches % self.interval) == 0
+        correct = self.correct * self.momentum + self.window[0]
+        seen = self.seen * self.momentum + self.window[1]
+        self.correct.copy_(torch.where(refresh, correct, self.correct))
+        self.seen.copy_(torch.where(refresh, seen, self.seen))
+        self.window.copy_(torch.where(refresh, torch.zeros_like(self.window), self.window))
+        self.probabilities.copy_(torch.where(refresh, self._measured_or_prior(), self.probabilities))
 
     def accuracy(self) -> torch.Tensor:
         """Per-class running accuracy (float64); NaN for a class not seen yet."""

@@ -44,7 +44,8 @@ from procrustean.train.loaders import loader_settings
 from procrustean.train.memory import keep_freed_memory
 from procrustean.train.metrics_log import MetricsLog
 from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
-from procrustean.train.setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
+from procrustean.train.setup import (build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler,
+                                     compile_plugin, mark_batch_dynamic)
 from procrustean.train.state import RunState
 
 
@@ -57,6 +58,7 @@ def training_function(config: TrainConfig) -> int:
         log_with=None if config.report_to == "none" else config.report_to.split(","),
         project_dir=os.path.join(config.output_dir, "logs"),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        dynamo_plugin=compile_plugin(config),
     )
     if accelerator.split_batches or accelerator.dispatch_batches:
         raise UsageError("split_batches / dispatch_batches are not supported: weakening partners must come from each "
@@ -198,7 +200,7 @@ def training_function(config: TrainConfig) -> int:
     progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
                     desc="train")
     scheduler.step_update(state.step)
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # the schedules set its attributes
     watch = NonFiniteWatch(accelerator)
     for epoch in range(state.epoch, num_epochs):
         if state.step >= total_steps:
@@ -218,6 +220,8 @@ def training_function(config: TrainConfig) -> int:
                 batch["pixel_values"] = device_augment(batch["pixel_values"], batch.pop("sample_index"), epoch)
             if config.channels_last:
                 batch["pixel_values"] = batch["pixel_values"].contiguous(memory_format=torch.channels_last)
+            if config.torch_compile:
+                mark_batch_dynamic(batch)
             with accelerator.accumulate(model):
                 if mixup is not None:  # labels mixed too: plain forward, soft-target loss
                     pixels, soft_targets = mixup(batch["pixel_values"], batch["labels"])

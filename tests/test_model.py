@@ -112,12 +112,13 @@ def test_input_and_pre_logits_follow_the_mixing_formula():
     torch.testing.assert_close(out.logits, expected)
 
 
-def test_stage_hook_mixes_the_stage_output_and_is_removed():
+def test_stage_hook_mixes_the_stage_output_only_in_a_weakened_forward():
     model = make("test_resnet", WeakeningPolicy(COUNTS, gamma=0.0, seed=4), location="stage:2").train()
     names = [entry["module"] for entry in model.backbone.feature_info]
     stage, consumer = model.backbone.get_submodule(names[2]), model.backbone.get_submodule(names[3])
     seen = {}
-    stage.register_forward_hook(lambda m, i, o: seen.__setitem__("raw", o.detach().clone()))
+    # prepended: runs before the mixing hook (registered once, with the model), so it sees the raw output
+    stage.register_forward_hook(lambda m, i, o: seen.__setitem__("raw", o.detach().clone()), prepend=True)
     consumer.register_forward_pre_hook(lambda m, a: seen.__setitem__("next_input", a[0].detach().clone()))
     x, y = batch()
     with torch.no_grad():
@@ -125,7 +126,11 @@ def test_stage_hook_mixes_the_stage_output_and_is_removed():
     lam = plan.own_share.view(-1, 1, 1, 1)
     torch.testing.assert_close(seen["next_input"], lam * seen["raw"] + (1 - lam) * seen["raw"][plan.partner])
     assert not torch.equal(seen["next_input"], seen["raw"])
-    assert len(stage._forward_hooks) == 1  # only the test's hook remains: the mixing hook was removed
+    assert len(stage._forward_hooks) == 2  # the mixing hook stays registered (torch.compile traces it once) ...
+    with torch.no_grad():
+        model(x)  # ... and is a no-op in any forward that does not weaken
+        model.backbone(x)
+    assert torch.equal(seen["next_input"], seen["raw"])
 
 
 def test_minor_only_batch_is_untouched():

@@ -171,3 +171,39 @@ def test_fine_tuning_a_local_dir_source_keeps_its_architecture_and_can_start_a_n
     fresh = build_model(parse_config([*common, "--reset_classifier", "true"]), num_classes=4)
     assert torch.equal(fresh.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
     assert not torch.equal(fresh.head.weight, source.head.weight)
+
+
+def test_torch_compile_resumes_exactly_and_exports_the_plain_backbone(imagefolder, tmp_path):
+    """--torch_compile through Accelerate: checkpoints hold the plain model, a resume from one of them ends on the
+    uninterrupted compiled run's weights, and the export is the plain backbone."""
+    from recipe_utils import assert_same_weights
+
+    # 36 images, batch 8: 5 steps per epoch (the last batch smaller), 2 epochs; resumed from step 6, mid-epoch 2
+    common = ["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--checkpointing_steps", "2",
+              "--checkpoints_total_limit", "10", "--seed", "3", "--verify_images", "false", "--torch_compile", "true",
+              *SMALL]
+    full = tmp_path / "full"
+    run([*common, "--output_dir", str(full)], launcher="python")
+    checkpoint = full / "checkpoints" / "step_00000006"
+    state = load_file(checkpoint / "model.safetensors")
+    assert "progress.seen" in state and "generator_state.state" in state
+    assert not any(key.startswith("_orig_mod") for key in state)
+    resumed = tmp_path / "resumed"
+    run([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", str(checkpoint)], launcher="python")
+    assert_same_weights(full, resumed)
+    exported = load_file(full / "export" / "model.safetensors")
+    assert not any(key.startswith(("_orig_mod", "backbone.", "progress.")) for key in exported)
+    assert "torch_compile: true" in (full / "training_config.yaml").read_text()
+
+
+def test_torch_compile_options_follow_transformers():
+    from procrustean.errors import UsageError
+    from procrustean.train.config import parse_config
+
+    assert parse_config([]).torch_compile is False
+    assert parse_config(["--torch_compile_mode", "max-autotune"]).torch_compile is True  # a mode turns it on
+    assert parse_config(["--torch_compile_backend", "aot_eager"]).torch_compile is True
+    with pytest.raises(UsageError, match="--torch_compile_mode"):
+        parse_config(["--torch_compile_mode", "fastest"])
+    with pytest.raises(UsageError, match="--torch_compile_backend"):
+        parse_config(["--torch_compile_backend", "inductorr"])

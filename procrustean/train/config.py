@@ -140,6 +140,21 @@ class TrainConfig:
                                     "procrustean/train/memory.py)."})
     channels_last: bool = field(default=False, metadata={"help": "Train in the channels-last memory format (faster "
                                 "convolutions in bf16 / fp16 on GPUs, as timm's --channels-last)."})
+    torch_compile: bool = field(default=False, metadata={"help": "torch.compile the training model through "
+                                "Accelerate (as transformers' torch_compile, timm's --torchcompile); the weakening "
+                                "compiles with it, without graph breaks. Use it on GPUs for long runs: each graph "
+                                "compiles for 0.5-2 minutes on a CPU (training, with the batch size dynamic; again "
+                                "when the weakening stops or DRW starts; evaluation). Off by default: on this "
+                                "project's 2-core CPU it gained 1.3x on ResNet-32, lost on ConvNeXt-atto (0.86x), "
+                                "and the weakening cost more compiled than eager at stage:1 (docs/RESULTS.md, "
+                                "Cost). Checkpoints hold the plain model (a run resumes with or without it); the "
+                                "export is always the plain, uncompiled backbone."})
+    torch_compile_mode: Optional[str] = field(default=None, metadata={"help": "torch.compile mode: default, "
+                                              "reduce-overhead (CUDA graphs), max-autotune, "
+                                              "max-autotune-no-cudagraphs. "
+                                              "Setting it turns --torch_compile on (as in transformers)."})
+    torch_compile_backend: Optional[str] = field(default=None, metadata={
+        "help": "torch.compile backend (default inductor). Setting it turns --torch_compile on (as in transformers)."})
     # ---------------------------------------------------------------- run
     logging_steps: int = field(default=25, metadata={"help": "Every N optimizer steps: the loss on the progress bar "
                                "and the check for a non-finite loss (also before every checkpoint and at every "
@@ -224,6 +239,23 @@ class TrainConfig:
                              f"{self.train_crop} use --data_path pil.")
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise UsageError("--mixup_alpha / --cutmix_alpha must be >= 0.")
+        self._check_torch_compile()
+
+    def _check_torch_compile(self) -> None:
+        """HF's spelling and rule: a mode or a backend turns compiling on; both are checked against torch's lists."""
+        if self.torch_compile_mode is not None or self.torch_compile_backend is not None:
+            self.torch_compile = True
+        if not self.torch_compile:
+            return
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if self.torch_compile_mode is not None and self.torch_compile_mode not in modes:
+            raise UsageError(f"--torch_compile_mode {self.torch_compile_mode!r} is not one of {list(modes)}.")
+        if self.torch_compile_backend is not None:
+            import torch._dynamo
+
+            backends = torch._dynamo.list_backends(exclude_tags=())
+            if self.torch_compile_backend not in backends:
+                raise UsageError(f"--torch_compile_backend {self.torch_compile_backend!r} is not one of {backends}.")
 
     def to_dict(self) -> Dict[str, Any]:
         """The resolved options, as saved with the run, its checkpoints, export and card (the token hidden)."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -98,3 +98,34 @@ def build_mixup(config: TrainConfig, num_classes: int) -> Tuple[Optional[Any], O
     mixup = Mixup(mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha, label_smoothing=0.0,
                   num_classes=num_classes)
     return mixup, SoftTargetCrossEntropy()
+
+
+def compile_plugin(config: TrainConfig) -> Optional[Any]:
+    """Accelerate's ``TorchDynamoPlugin`` for ``--torch_compile``: ``accelerator.prepare`` compiles the model (last,
+    after any DDP wrapping) and ``save_state`` / ``unwrap_model`` see the plain one. None: Accelerate's own config
+    decides (``accelerate launch --dynamo_backend``)."""
+    if not config.torch_compile:
+        return None
+    from accelerate.utils import TorchDynamoPlugin
+
+    return TorchDynamoPlugin(backend=config.torch_compile_backend or "inductor",
+                             mode=config.torch_compile_mode or "default")
+
+
+def mark_batch_dynamic(batch: Dict[str, Any]) -> None:
+    """Compile one graph for every batch size from the first batch on (``--torch_compile``): left to Dynamo, the
+    last, smaller batch of the first epoch switches the run to a second, dynamic-shape graph, whose kernels round
+    differently, and a run resumed after that point would compile the static one first and end on other
+    weights. Marked, the uninterrupted and the resumed run execute the same kernels (bit-identical weights)."""
+    import torch._dynamo
+
+    from ..policy import WeakeningDraws
+
+    for value in batch.values():
+        if isinstance(value, WeakeningDraws):
+            tensors = [value.uniform, value.own_share, value.partner]
+        else:
+            tensors = [value] if torch.is_tensor(value) else []
+        for tensor in tensors:
+            if tensor.ndim and tensor.shape[0] > 1:  # a dimension of size 1 is specialised by Dynamo anyway
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
