@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -133,8 +134,12 @@ class TrainConfig:
                                 "convolutions in bf16 / fp16 on GPUs, as timm's --channels-last)."})
     # ---------------------------------------------------------------- run
     logging_steps: int = field(default=25, metadata={"help": "Every N optimizer steps: the loss on the progress bar "
-                               "and the check for a non-finite loss (also before every checkpoint and at every "
+                               "(or one progress line, see --progress_display) and the check for a non-finite loss "
+                               "(also before every checkpoint and at every "
                                "epoch's end); the steps in between never wait for the device."})
+    progress_display: str = field(default="auto", metadata={"help": "auto: a live progress bar when stderr is a "
+                                  "terminal, else one line per --logging_steps (step, epoch, loss, lr, samples/s, "
+                                  "ETA: a log file grows with the steps, not with time); bar or lines force either."})
     seed: int = field(default=0, metadata={"help": "Seed for data order, augmentation, init and weakening."})
     output_dir: str = field(default="outputs/run", metadata={"help": "Run directory."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace another run in output_dir."})
@@ -182,7 +187,8 @@ class TrainConfig:
             check_repo_id(self.push_to_hub)
         choices = {"train_crop": ("pad4", "rrc"), "data_path": ("pil", "in_memory"),
                    "lr_scheduler": ("multistep", "step", "cosine", "constant"),
-                   "mixed_precision": (None, "no", "fp16", "bf16", "fp8")}
+                   "mixed_precision": (None, "no", "fp16", "bf16", "fp8"),
+                   "progress_display": ("auto", "bar", "lines")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UsageError(f"--{name} {getattr(self, name)!r} is not one of {list(allowed)}.")
@@ -232,15 +238,81 @@ def _check_keys(keys: Sequence[str], source: str) -> None:
         raise UsageError(f"Unknown option(s) in {source}: {said}. See `recipes/train.py --help`.")
 
 
+def _yaml_problem(error: yaml.YAMLError, path: Path) -> str:
+    """Where the parser stopped and what it saw: 'line 3, column 7: <problem> (<context>); the line reads ...'."""
+    mark = getattr(error, "problem_mark", None)
+    problem = " ".join(str(getattr(error, "problem", None) or error).split())
+    context = getattr(error, "context", None)
+    if context:
+        problem += f" ({context}" + (f" from line {error.context_mark.line + 1}" if error.context_mark else "") + ")"
+    if mark is None:
+        return problem
+    lines = path.read_text(encoding="utf-8").splitlines()
+    text = lines[mark.line].strip() if mark.line < len(lines) else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f"; the line reads {text!r}" if text else "")
+
+
 def load_config_file(path: Path | str) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"Config file {path} does not exist.")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise UsageError(f"Config file {path} is not valid YAML: {_yaml_problem(error, path)}. Fix it: one "
+                         "'option: value' per line, no indentation or tabs, lists as [1, 2], quote values holding ': ' "
+                         "or ' #'.") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"Config file {path} is not UTF-8 text (byte {error.start}): is it the YAML file? "
+                         "Save it as UTF-8.") from None
     if not isinstance(values, dict):
         raise UsageError(f"Config file {path} must hold a mapping of option: value.")
     _check_keys(list(values), str(path))
-    return values
+    return {key: _checked_value(key, value, path) for key, value in values.items()}
+
+
+def _checked_value(key: str, value: Any, path: Path) -> Any:
+    """A config file's value of the option's type (a string is left to the parser, as on the command line)."""
+    hint = typing.get_type_hints(TrainConfig)[key]
+    optional = type(None) in typing.get_args(hint)
+    kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint) if optional else hint
+    element = typing.get_args(kind)[0] if typing.get_origin(kind) in (list, List) else None
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+    def fits(item: Any, wanted: type) -> bool:
+        if wanted is bool:
+            return isinstance(item, (bool, str))
+        if isinstance(item, bool):
+            return False
+        return isinstance(item, {int: (int, str), float: (int, float, str), str: (str, int, float)}[wanted])
+
+    if value is None:
+        if optional:
+            return None
+        wanted = f"a list of {names[element]}s" if element else names[kind]
+        raise UsageError(f"Config file {path}: '{key}' has no value; give it {wanted} or remove the line.")
+    if element is not None:
+        items = value if isinstance(value, list) else [value]  # a scalar is a one-element list, as on the command line
+        if all(fits(item, element) and not isinstance(item, str) for item in items):
+            return items
+        raise UsageError(f"Config file {path}: '{key}' must be a list of {names[element].split(' ', 1)[-1]}s, got "
+                         f"{value!r}; write e.g. '{key}: [{', '.join(map(str, _example(key)))}]'.")
+    if not fits(value, kind):
+        raise UsageError(f"Config file {path}: '{key}' must be {names[kind]}, got {value!r} "
+                         f"({type(value).__name__}); write e.g. '{key}: {_example(key)}'.")
+    return str(value) if kind is str else value
+
+
+def _example(key: str) -> Any:
+    """The option's default as an example value (a representative one when the default is none)."""
+    default = next(f for f in dataclasses.fields(TrainConfig) if f.name == key)
+    value = default.default_factory() if default.default_factory is not dataclasses.MISSING else default.default
+    if value is not None:
+        return str(value).lower() if isinstance(value, bool) else value
+    hint = typing.get_type_hints(TrainConfig)[key]
+    kind = typing.get_args(hint)[0]
+    element = typing.get_args(kind)[0] if typing.get_origin(kind) in (list, List) else None
+    return {int: 10, float: 0.5, str: "value"}.get(kind) or ([0.5, 0.5, 0.5] if element is float else [0, 1, 2])
 
 
 def _accept_none(parser) -> None:
