@@ -43,6 +43,7 @@ from procrustean.train.loaders import loader_settings
 from procrustean.train.memory import keep_freed_memory
 from procrustean.train.metrics_log import MetricsLog
 from procrustean.train.progress_log import TrainingProgress, close_all as close_progress
+from procrustean.train.resume_check import check_model_fits, check_optimizer_fits
 from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
 from procrustean.train.setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
 from procrustean.train.state import RunState
@@ -110,6 +111,8 @@ def training_function(config: TrainConfig) -> int:
     mixup, mixup_loss = build_mixup(config, data.num_classes)  # the labels-mixed control, not Procrustean
     weakening = config.weakening and mixup is None
     model = ProcrusteanModel(backbone, policy if weakening else None, location=config.weakening_location, loss=loss_fn)
+    if resume_path is not None:  # the checkpoint's tensors must fit this model: else name the options that differ
+        check_model_fits(resume_path, config, model)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     accelerator.print(histogram.format())
@@ -150,6 +153,8 @@ def training_function(config: TrainConfig) -> int:
     num_epochs = math.ceil(config.max_train_steps / steps_per_epoch) if config.max_train_steps else config.epochs
     total_steps = config.max_train_steps or num_epochs * steps_per_epoch
     optimizer, scheduler = build_optimizer_and_scheduler(config, model, steps_per_epoch, num_epochs)
+    if resume_path is not None and (changed := check_optimizer_fits(resume_path, config, optimizer)):
+        accelerator.print("Changed since the checkpoint (they apply from the resumed step): " + "; ".join(changed))
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if device_augment is not None:
         device_augment.to(accelerator.device)

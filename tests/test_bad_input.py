@@ -118,3 +118,58 @@ def test_config_file_values_the_command_line_would_accept_are_read_as_it_reads_t
 
     with pytest.raises(UsageError, match="is not UTF-8 text"):
         parse_config(["--config", str(path)])
+
+
+@pytest.fixture(scope="module")
+def finished_run(imagefolder, tmp_path_factory):
+    """A one-epoch run with its checkpoint (step 5), to resume with other options."""
+    out = tmp_path_factory.mktemp("resume") / "run"
+    run(["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "1", "--output_dir", str(out), *SMALL],
+        launcher="python")
+    return out
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--model", "resnet20_cifar"], ["--model 'resnet8_cifar' in the checkpoint, 'resnet20_cifar' now",
+                                     "tensor(s) of this run are not in the checkpoint"]),
+    (["--in_chans", "1"], ["--in_chans 3 in the checkpoint, 1 now", "backbone.conv1.weight is [16, 3, 3, 3] in the "
+                                                                    "checkpoint, [16, 1, 3, 3] now"]),
+    (["--weakening_rule", "power"], ["--weakening_rule 'progress' in the checkpoint, 'power' now",
+                                     "tensor(s) of the checkpoint are not in this run (e.g. progress."]),
+    (["--model_kwargs", '{"normed_head": true}'], ["--model_kwargs None in the checkpoint, '{\"normed_head\": true}' now"]),
+    (["--optimizer", "adamw"], ["the optimizer's state is of another kind",
+                                "--optimizer 'sgd' in the checkpoint, 'adamw' now"]),
+    (["--weight_decay", "0"], ["the optimizer's parameter groups hold", "--weight_decay 0.0002 in the checkpoint, 0.0 now"]),
+])
+def test_resume_with_a_differently_shaped_state_names_the_option_both_values_and_the_way_out(finished_run, imagefolder,
+                                                                                             args, said):
+    before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()}
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--output_dir",
+                str(finished_run), "--resume_from_checkpoint", "latest", *SMALL, *args], launcher="python", check=False)
+    line = _refused(proc)
+    assert f"--resume_from_checkpoint {finished_run / 'checkpoints' / 'step_00000005'}: this run's state" in line
+    assert all(s in line for s in said), line
+    assert "Resume with the checkpoint's options, or start a new run: another --output_dir, or --overwrite_output_dir" \
+        in line
+    assert {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()} == before  # nothing touched
+
+
+def test_resume_with_more_classes_names_the_classifier_and_the_data(finished_run, imagefolder, tmp_path):
+    root = _copy(imagefolder, tmp_path)
+    for split in ("train", "test"):
+        shutil.copytree(root / split / "cat", root / split / "dog")
+    proc = run(["--dataset", str(root), "--imbalance", "none", "--epochs", "2", "--output_dir", str(finished_run),
+                "--resume_from_checkpoint", "latest", *SMALL], launcher="python", check=False)
+    line = _refused(proc)
+    assert "backbone.fc.weight is [3, 64] in the checkpoint, [4, 64] now" in line
+    assert f"--dataset '{imagefolder}' in the checkpoint, '{root}' now" in line
+
+
+def test_resume_with_options_that_keep_the_state_continues_and_says_what_changed(finished_run, imagefolder, tmp_path):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(finished_run, resumed)
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--output_dir", str(resumed),
+                "--resume_from_checkpoint", "latest", *SMALL, "--lr", "0.01"], launcher="python")
+    assert "Changed since the checkpoint (they apply from the resumed step): --epochs 1 in the checkpoint, 2 now; " \
+           "--lr 0.05 in the checkpoint, 0.01 now" in proc.stdout
+    assert (resumed / "checkpoints" / "step_00000010").is_dir()
