@@ -173,3 +173,43 @@ def test_resume_with_options_that_keep_the_state_continues_and_says_what_changed
     assert "Changed since the checkpoint (they apply from the resumed step): --epochs 1 in the checkpoint, 2 now; " \
            "--lr 0.05 in the checkpoint, 0.01 now" in proc.stdout
     assert (resumed / "checkpoints" / "step_00000010").is_dir()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "0"], "--lr must be > 0, got 0.0"),
+    (["--momentum", "1.5"], "--momentum must be >= 0 and < 1, got 1.5"),
+    (["--weight_decay", "-1"], "--weight_decay must be >= 0"),
+    (["--seed", "-1"], "--seed must be >= 0 and <= 4294967295, got -1"),
+    (["--drw_epoch", "-1"], "--drw_epoch must be >= 0"),
+    (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit must be >= 1 (none: no limit), got 0"),
+    (["--drw_beta", "1"], "--drw_beta must be >= 0 and < 1"),
+    (["--img_size", "2"], "--img_size must be >= 8, got 2"),
+    (["--in_chans", "2"], "--in_chans must be 1 (grey) or 3 (RGB), got 2"),
+    (["--mean", "0.5", "0.5"], "--mean has 2 values but --in_chans is 3: give 1 or 3"),
+    (["--std", "0"], "--std values must be > 0"),
+    (["--lr_decay_epochs", "30", "20"], "--lr_decay_epochs must be increasing epoch numbers >= 0, got [30, 20]"),
+    (["--optimizer", "adamx"], "--optimizer 'adamx' is not a timm optimizer (did you mean"),
+    (["--report_to", "tensorbord"], "--report_to 'tensorbord': unknown tracker(s) ['tensorbord']"),
+    (["--dataset", " "], "--dataset is empty"),
+    (["--progress_display", "quiet"], "--progress_display 'quiet' is not one of ['auto', 'bar', 'lines']"),
+])
+def test_options_out_of_their_meaning_are_refused_while_parsing(argv, message):
+    from procrustean.errors import UsageError
+    from procrustean.train.config import parse_config
+
+    with pytest.raises(UsageError) as info:
+        parse_config(argv)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model_kwargs", '{"depth": 3}'], "--model resnet8_cifar does not take an argument it was given"),
+    (["--pretrained", "true"], "--pretrained true: timm has no pretrained weights for resnet8_cifar"),
+    (["--model", "local-dir:/nonexistent/export"], "/nonexistent/export is not a model export (no config.json"),
+    (["--model", "hf-hub:someone/not-cached"], "its files are not in the local Hugging Face cache and the Hub cannot "
+                                               "be reached (offline): download it once online"),
+])
+def test_models_that_cannot_be_built_are_refused_naming_the_option(imagefolder, tmp_path, args, message):
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--output_dir", str(tmp_path / "run"), *SMALL,
+                *args], launcher="python", check=False, env_extra={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
+    assert message in _refused(proc)

@@ -200,6 +200,7 @@ class TrainConfig:
                      "in_chans", "logging_steps"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        self._check_ranges()
         if self.num_workers is not None and self.num_workers < 0:
             raise UsageError(f"--num_workers must be >= 0, got {self.num_workers}.")
         if self.max_train_steps is not None and self.max_train_steps < 1:
@@ -217,6 +218,65 @@ class TrainConfig:
                              f"{self.train_crop} use --data_path pil.")
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise UsageError("--mixup_alpha / --cutmix_alpha must be >= 0.")
+
+    def _check_ranges(self) -> None:
+        """Numbers outside their meaning (a negative learning rate, a momentum of 1.5, ...) and names the libraries
+        would refuse later with a traceback (optimizer, tracker), refused while parsing."""
+        bounds = {  # name: (lowest, whether it is allowed, highest, whether it is allowed); None: unbounded
+            "lr": (0, False, None, False), "weight_decay": (0, True, None, False), "momentum": (0, True, 1, False),
+            "max_grad_norm": (0, False, None, False), "warmup_epochs": (0, True, None, False),
+            "lr_decay_rate": (0, False, None, False), "min_lr": (0, True, None, False),
+            "drw_epoch": (0, True, None, False), "weakening_stop_epoch": (0, True, None, False),
+            "max_per_class": (1, True, None, False), "max_eval_samples": (1, True, None, False),
+            "checkpoints_total_limit": (1, True, None, False), "loss_tau": (0, True, None, False),
+            "focal_gamma": (0, True, None, False), "cdt_gamma": (0, True, None, False),
+            "ldam_max_margin": (0, False, None, False), "ldam_scale": (0, False, None, False),
+            "drw_beta": (0, True, 1, False), "drop_rate": (0, True, 1, False),
+            "img_size": (8, True, None, False),  # smaller inputs vanish in the models' downsampling
+            "seed": (0, True, 2**32 - 1, True)}  # numpy's seed range
+        for name, (low, low_ok, high, high_ok) in bounds.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            below = value < low or value == low and not low_ok
+            above = high is not None and (value > high or value == high and not high_ok)
+            if below or above:
+                span = f"{'>=' if low_ok else '>'} {low}" + (f" and {'<=' if high_ok else '<'} {high}"
+                                                             if high is not None else "")
+                unset = " (none: no limit)" if name in ("checkpoints_total_limit", "max_grad_norm") else ""
+                raise UsageError(f"--{name} must be {span}{unset}, got {value}.")
+        if self.in_chans not in (1, 3):
+            raise UsageError(f"--in_chans must be 1 (grey) or 3 (RGB), got {self.in_chans}: images are read as one or "
+                             "the other.")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and len(values) not in (1, self.in_chans):
+                raise UsageError(f"--{name} has {len(values)} values but --in_chans is {self.in_chans}: give 1 or "
+                                 f"{self.in_chans}.")
+        if self.std is not None and min(self.std) <= 0:
+            raise UsageError(f"--std values must be > 0, got {self.std}.")
+        if sorted(set(self.lr_decay_epochs)) != list(self.lr_decay_epochs) or min(self.lr_decay_epochs, default=0) < 0:
+            raise UsageError(f"--lr_decay_epochs must be increasing epoch numbers >= 0, got {self.lr_decay_epochs}.")
+        if not self.dataset.strip():
+            raise UsageError("--dataset is empty: name a Hub data set, a folder, a parquet file or 'fashion_mnist'.")
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """The optimizer and the trackers: names timm and accelerate would refuse with a traceback."""
+        from accelerate.utils import LoggerType
+        from timm.optim import list_optimizers
+
+        optimizers = set(list_optimizers())
+        name = self.optimizer.lower()
+        if name not in optimizers and name.removeprefix("lookahead_") not in optimizers:
+            close = difflib.get_close_matches(name, sorted(optimizers), n=3)
+            raise UsageError(f"--optimizer {self.optimizer!r} is not a timm optimizer" + (
+                f" (did you mean {', '.join(close)}?)" if close else "") + "; see timm.optim.list_optimizers().")
+        trackers = {t.value for t in LoggerType} | {"none"}
+        unknown = [t for t in self.report_to.split(",") if t.strip() not in trackers]
+        if unknown:
+            raise UsageError(f"--report_to {self.report_to!r}: unknown tracker(s) {unknown}; use none, all or a comma "
+                             f"list of {sorted(trackers - {'none', 'all'})}.")
 
     def to_dict(self) -> Dict[str, Any]:
         """The resolved options, as saved with the run, its checkpoints, export and card (the token hidden)."""
