@@ -213,3 +213,23 @@ def test_models_that_cannot_be_built_are_refused_naming_the_option(imagefolder, 
     proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--output_dir", str(tmp_path / "run"), *SMALL,
                 *args], launcher="python", check=False, env_extra={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
     assert message in _refused(proc)
+
+
+def test_a_config_folder_and_a_class_order_that_is_not_a_permutation_are_named(tmp_path):
+    from datasets import Dataset
+
+    from procrustean.data import make_imbalanced
+    from procrustean.errors import UsageError
+    from procrustean.train.config import parse_config
+
+    with pytest.raises(UsageError, match="is a folder; pass the YAML file"):
+        parse_config(["--config", str(tmp_path)])
+    labels = Dataset.from_dict({"label": [0] * 4 + [1] * 4 + [2] * 4})
+    with pytest.raises(UsageError, match=r"must be a permutation of the 3 class ids 0..2 .*got \[0, 0, 1\]"):
+        make_imbalanced(labels, "step:2", class_order=[0, 0, 1])
+
+
+def test_a_weakening_location_the_model_lacks_lists_the_ones_it_has(imagefolder, tmp_path):
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--output_dir", str(tmp_path / "run"), *SMALL,
+                "--weakening_location", "stage:9"], launcher="python", check=False)
+    assert "'stage:9' is not supported for CifarResNet; supported: ['input', 'stage:0'" in _refused(proc)

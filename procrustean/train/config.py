@@ -314,6 +314,9 @@ def _yaml_problem(error: yaml.YAMLError, path: Path) -> str:
 
 def load_config_file(path: Path | str) -> Dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"Config file {path} is a folder; pass the YAML file, e.g. "
+                         "recipes/configs/fmnist_lt_step100.yaml.")
     if not path.is_file():
         raise MissingInputError(f"Config file {path} does not exist.")
     try:
