@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
+
 from procrustean import ProcrusteanCollator, ProcrusteanModel, WeakeningPolicy
 from procrustean.data import (SampleSeededDataset, build_transforms, check_no_empty_classes, class_histogram,
                               load_image_dataset, make_imbalanced, model_data_config, verify_images,
@@ -42,9 +43,9 @@ from procrustean.train.evaluation import evaluate_model
 from procrustean.train.loaders import loader_settings
 from procrustean.train.memory import keep_freed_memory
 from procrustean.train.metrics_log import MetricsLog
+from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
 from procrustean.train.progress_log import TrainingProgress, close_all as close_progress
 from procrustean.train.resume_check import check_model_fits, check_optimizer_fits
-from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
 from procrustean.train.setup import build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler
 from procrustean.train.state import RunState
 
