@@ -233,3 +233,23 @@ def test_a_weakening_location_the_model_lacks_lists_the_ones_it_has(imagefolder,
     proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--output_dir", str(tmp_path / "run"), *SMALL,
                 "--weakening_location", "stage:9"], launcher="python", check=False)
     assert "'stage:9' is not supported for CifarResNet; supported: ['input', 'stage:0'" in _refused(proc)
+
+
+def test_the_resume_check_reads_keys_saved_through_ddp_or_torch_compile(tmp_path):
+    """accelerate saves the prepared model's state as it is: DDP's module. and torch.compile's _orig_mod. prefixes
+    must not read as a different model."""
+    import torch
+    from safetensors.torch import save_file
+
+    from procrustean.errors import UsageError
+    from procrustean.train.resume_check import check_model_fits
+    from procrustean.train.config import TrainConfig
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    for i, prefix in enumerate(("module.", "_orig_mod.", "module._orig_mod.", "")):
+        folder = tmp_path / f"checkpoint{i}"
+        folder.mkdir()
+        save_file({f"{prefix}{k}": v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+        check_model_fits(folder, TrainConfig(), model)
+    with pytest.raises(UsageError, match=r"0.weight is \[3, 4\] in the checkpoint, \[2, 4\] now"):
+        check_model_fits(folder, TrainConfig(), torch.nn.Sequential(torch.nn.Linear(4, 2)))

@@ -53,8 +53,8 @@ def _tensor_mismatch(checkpoint: Path, model: nn.Module) -> List[str]:
     if not weights.is_file():  # sharded or another format: accelerate's own checks apply
         return []
     with safe_open(str(weights), framework="pt") as saved:
-        shapes = {key: list(saved.get_slice(key).get_shape()) for key in saved.keys()}
-    current = {key: list(value.shape) for key, value in model.state_dict().items()}
+        shapes = {_plain(key): list(saved.get_slice(key).get_shape()) for key in saved.keys()}
+    current = {_plain(key): list(value.shape) for key, value in model.state_dict().items()}
     found = [f"{key} is {shapes[key]} in the checkpoint, {current[key]} now" for key in current
              if key in shapes and shapes[key] != current[key]]
     missing = [key for key in current if key not in shapes]
@@ -64,6 +64,12 @@ def _tensor_mismatch(checkpoint: Path, model: nn.Module) -> List[str]:
     if unexpected:
         found.append(f"{len(unexpected)} tensor(s) of the checkpoint are not in this run (e.g. {unexpected[0]})")
     return found
+
+
+def _plain(key: str) -> str:
+    """A state-dict key without the wrappers' path parts: accelerate saves the prepared model as it is (DDP's
+    ``module.``, ``torch.compile``'s ``_orig_mod.``), while the recipe checks the model before ``prepare``."""
+    return ".".join(part for part in key.split(".") if part not in ("module", "_orig_mod"))
 
 
 def _optimizer_mismatch(checkpoint: Path, optimizer: Any) -> List[str]:
