@@ -152,7 +152,8 @@ PROFILE_ROWS: List[Tuple[str, List[Tuple[str, str]]]] = [
     ("bookkeeping: non-finite watch", [("procrustean/train/distributed.py", "update"),
                                        ("procrustean/train/distributed.py", "check")]),
     ("bookkeeping: lr schedule", [("timm/scheduler/scheduler.py", "step_update")]),
-    ("bookkeeping: progress bar", [("tqdm/std.py", "update"), ("tqdm/std.py", "set_postfix")]),
+    ("bookkeeping: progress bar", [("procrustean/train/progress_log.py", "update"),
+                                   ("procrustean/train/progress_log.py", "log")]),
     ("bookkeeping: gradient accumulation context", [("accelerate/accelerator.py", "accumulate")]),
 ]
 

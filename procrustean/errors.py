@@ -36,3 +36,16 @@ class OutputNotWritableError(UsageError, PermissionError):
 
 class UnsafeCheckpointError(UsageError):
     """A checkpoint holds something that loading could execute (not plain tensors and numbers)."""
+
+
+class UnreadableImageError(UsageError):
+    """An image of the data set cannot be decoded (corrupt, truncated, missing file); the message names it.
+
+    Constructed from one message string, so that PyTorch's DataLoader can re-raise it from a worker process
+    (it passes the worker's formatted traceback as the message; only its last line, ours, is kept).
+    """
+
+    def __init__(self, message: str):
+        if "Original Traceback" in message:  # re-raised by a DataLoader worker: "...\n<module>.<name>: <message>"
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)

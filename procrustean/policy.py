@@ -3,7 +3,7 @@
 Procrustean training (Ye, Zhan, Chao, ICCV 2021, arXiv 2104.01769) mixes the features of major-class
 samples with the features of other samples of the mini-batch while *keeping their own labels*, so
 that the network cannot fit the major classes first. The paper's exact rules are not public; what
-follows is our instantiation (see docs/RESULTS.md and ``shared/notes/method.md``), every choice a parameter:
+follows is our instantiation (docs/RESULTS.md measures each choice; its Defaults section), every choice a parameter:
 
 * sample ``i`` is weakened with probability ``p[y_i]``: from its class's *global* training count,
   ``(n_c / n_max) ** gamma`` (``rule="power"``, or any callable of the counts), or from its class's

@@ -21,13 +21,13 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from procrustean import ProcrusteanCollator, ProcrusteanModel, WeakeningPolicy
 from procrustean.data import (SampleSeededDataset, build_transforms, check_no_empty_classes, class_histogram,
                               load_image_dataset, make_imbalanced, model_data_config, verify_images,
                               with_image_transform)
 from procrustean.data.counts import dataset_label_column
+from procrustean.data.decoding import NamedReads, stop_on_unreadable_images
 from procrustean.data.in_memory import DeviceAugment, InMemoryImages, decode_images
 from procrustean.data.transforms import in_memory_pipeline
 from procrustean.errors import UsageError
@@ -44,6 +44,8 @@ from procrustean.train.loaders import loader_settings
 from procrustean.train.memory import keep_freed_memory
 from procrustean.train.metrics_log import MetricsLog
 from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
+from procrustean.train.progress_log import TrainingProgress, close_all as close_progress
+from procrustean.train.resume_check import check_model_fits, check_optimizer_fits
 from procrustean.train.setup import (build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler,
                                      compile_plugin, mark_batch_dynamic)
 from procrustean.train.state import RunState
@@ -112,6 +114,8 @@ def training_function(config: TrainConfig) -> int:
     mixup, mixup_loss = build_mixup(config, data.num_classes)  # the labels-mixed control, not Procrustean
     weakening = config.weakening and mixup is None
     model = ProcrusteanModel(backbone, policy if weakening else None, location=config.weakening_location, loss=loss_fn)
+    if resume_path is not None:  # the checkpoint's tensors must fit this model: else name the options that differ
+        check_model_fits(resume_path, config, model)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     accelerator.print(histogram.format())
@@ -131,22 +135,23 @@ def training_function(config: TrainConfig) -> int:
         device_augment = DeviceAugment(mean, std, seed=config.seed)
     else:  # timm's transforms per sample, seeded by (seed, epoch, the indices of each batch read)
         train_tf = build_transforms(backbone, is_training=True, train_crop=config.train_crop, **geometry_options)
-        train_data = SampleSeededDataset(
+        train_data = SampleSeededDataset(NamedReads(
             with_image_transform(train_set, train_tf, data.image_column, data.label_column, config.in_chans),
-            seed=config.seed)
+            config.train_split), seed=config.seed)
     # workers, pinned memory and persistent workers for this machine; the collator draws each batch's weakening
     # plan (from the policy's seed and the batch itself)
     loading = loader_settings(config.num_workers, config.data_path, accelerator.device)
     train_loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=mixup is not None,
                               collate_fn=ProcrusteanCollator(model.policy), **loading)
 
-    def eval_loader_for(dataset):
-        return DataLoader(with_image_transform(dataset, eval_tf, data.image_column, data.label_column, config.in_chans),
+    def eval_loader_for(dataset, split):
+        return DataLoader(NamedReads(with_image_transform(dataset, eval_tf, data.image_column, data.label_column,
+                                                          config.in_chans), split),
                           batch_size=config.eval_batch_size, collate_fn=ProcrusteanCollator(),
                           **{**loading, "persistent_workers": False})
 
-    eval_loader = eval_loader_for(eval_set) if eval_set is not None else None
-    train_eval_loader = eval_loader_for(train_set) if config.eval_train_accuracy else None
+    eval_loader = eval_loader_for(eval_set, data.eval_split) if eval_set is not None else None
+    train_eval_loader = eval_loader_for(train_set, config.train_split) if config.eval_train_accuracy else None
 
     # ---------------------------------------------------------------------------------- prepare
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / config.gradient_accumulation_steps)
@@ -154,6 +159,8 @@ def training_function(config: TrainConfig) -> int:
     num_epochs = math.ceil(config.max_train_steps / steps_per_epoch) if config.max_train_steps else config.epochs
     total_steps = config.max_train_steps or num_epochs * steps_per_epoch
     optimizer, scheduler = build_optimizer_and_scheduler(config, model, steps_per_epoch, num_epochs)
+    if resume_path is not None and (changed := check_optimizer_fits(resume_path, config, optimizer)):
+        accelerator.print("Changed since the checkpoint (they apply from the resumed step): " + "; ".join(changed))
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if device_augment is not None:
         device_augment.to(accelerator.device)
@@ -188,6 +195,9 @@ def training_function(config: TrainConfig) -> int:
         if publisher is not None and config.hub_strategy != "end":
             publisher.publish(state.step, write_outputs(verify=False), Path(state.last_checkpoint))
 
+    def read(loader):  # an unreadable image stops the run naming it, --verify_images and the last checkpoint
+        return stop_on_unreadable_images(loader, lambda: state.last_checkpoint, verified=config.verify_images)
+
     def stop_on_non_finite_loss(where) -> int:
         if publisher is not None:
             publisher.close()  # what was queued before is still published
@@ -197,8 +207,9 @@ def training_function(config: TrainConfig) -> int:
                       f"{num_epochs} epochs, {total_steps} steps, {accelerator.num_processes} process(es)")
 
     # ---------------------------------------------------------------------------------- training loop
-    progress = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
-                    desc="train")
+    # a live bar on a terminal; in a log file one line per --logging_steps (main process)
+    progress = TrainingProgress(total_steps, state.step, initial_samples=state.train_samples,
+                                mode=config.progress_display, enabled=accelerator.is_local_main_process)
     scheduler.step_update(state.step)
     unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # the schedules set its attributes
     watch = NonFiniteWatch(accelerator)
@@ -215,7 +226,7 @@ def training_function(config: TrainConfig) -> int:
         batches, epoch_start = train_loader, time.perf_counter()
         if state.batches_in_epoch:
             batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
-        for batch in batches:
+        for batch in read(batches):
             if device_augment is not None:  # uint8 on the device -> cropped, flipped, normalised floats
                 batch["pixel_values"] = device_augment(batch["pixel_values"], batch.pop("sample_index"), epoch)
             if config.channels_last:
@@ -245,10 +256,12 @@ def training_function(config: TrainConfig) -> int:
                 scheduler.step_update(state.step)
                 progress.update(1)
                 save_now = config.checkpointing_steps.isdigit() and state.step % int(config.checkpointing_steps) == 0
-                if save_now or state.step % config.logging_steps == 0 or state.step >= total_steps:
-                    if (bad := watch.check()) is not None:  # every rank stops at the same step
-                        return stop_on_non_finite_loss(bad)
-                    progress.set_postfix(loss=f"{outputs.loss.item():.3f}", epoch=epoch)
+                log_now = state.step % config.logging_steps == 0 or state.step >= total_steps
+                if (save_now or log_now) and (bad := watch.check()) is not None:  # every rank stops at the same step
+                    return stop_on_non_finite_loss(bad)
+                if log_now:  # the only host syncs for the loss
+                    progress.log(state.step, epoch, outputs.loss.item(), optimizer.param_groups[0]["lr"],
+                                 state.train_samples)
                 if save_now:
                     checkpoint()
                 if state.step >= total_steps:
@@ -261,10 +274,10 @@ def training_function(config: TrainConfig) -> int:
         train_metrics = state.train_accuracy.reduced(accelerator).compute()
         last_epoch = epoch == num_epochs - 1 or state.step >= total_steps
         evaluate_now = last_epoch or (epoch + 1) % config.eval_every_epochs == 0
-        eval_metrics = evaluate_model(model, eval_loader, accelerator, histogram.counts) \
+        eval_metrics = evaluate_model(model, read(eval_loader), accelerator, histogram.counts) \
             if eval_loader is not None and evaluate_now else {}
         if train_eval_loader is not None and evaluate_now:
-            clean = evaluate_model(model, train_eval_loader, accelerator, histogram.counts)
+            clean = evaluate_model(model, read(train_eval_loader), accelerator, histogram.counts)
             train_metrics["clean_per_class_accuracy"] = clean["per_class_accuracy"]
             train_metrics["clean_class_averaged_accuracy"] = clean["class_averaged_accuracy"]
         if gradients is not None:
@@ -297,11 +310,17 @@ def training_function(config: TrainConfig) -> int:
 
 
 def main() -> None:
+    usage_error = None
     try:
-        sys.exit(training_function(parse_config()))
+        code = training_function(parse_config())
     except UsageError as error:  # bad input: one line, exit 2; anything else is a bug and keeps its traceback
-        print(f"error: {error}", file=sys.stderr)
+        usage_error = error
+    finally:
+        close_progress()  # a bar's line ends before the error or the traceback is printed
+    if usage_error is not None:
+        print(f"error: {usage_error}", file=sys.stderr)
         sys.exit(2)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

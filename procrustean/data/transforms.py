@@ -126,13 +126,21 @@ def _to_pil(value: Any, mode: str) -> Any:
 
 
 class _ImageTransform:
-    """Batched ``with_transform`` function (a class, so DataLoader workers can pickle it)."""
+    """Batched ``with_transform`` function (a class, so DataLoader workers can pickle it). ``feature``: the image
+    column's ``datasets.Image``, when the column is read undecoded and decoded here (naming a file that fails)."""
 
-    def __init__(self, transform: Callable, image_column: str, label_column: str, mode: str):
+    def __init__(self, transform: Callable, image_column: str, label_column: str, mode: str,
+                 feature: Optional[datasets.Image] = None):
         self.transform, self.image_column, self.label_column, self.mode = transform, image_column, label_column, mode
+        self.feature = feature
 
     def __call__(self, batch: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
-        return {"pixel_values": [self.transform(_to_pil(x, self.mode)) for x in batch[self.image_column]],
+        from .decoding import decode_image
+
+        images = batch[self.image_column]
+        if self.feature is not None:
+            images = [decode_image(x, self.feature) for x in images]
+        return {"pixel_values": [self.transform(_to_pil(x, self.mode)) for x in images],
                 "labels": [int(y) for y in batch[self.label_column]]}
 
 
@@ -141,11 +149,17 @@ def with_image_transform(dataset: datasets.Dataset, transform: Callable, image_c
     """A view of `dataset` yielding ``{"pixel_values", "labels"}`` (the ProcrusteanCollator's keys).
 
     Images become "L" for a 1-channel model and "RGB" otherwise, so grey and colour datasets both work
-    with any model; array-stored pixels are converted too. Only the two columns are decoded.
+    with any model; array-stored pixels are converted too. Only the two columns are decoded; an image that
+    cannot be decoded raises :class:`~procrustean.errors.UnreadableImageError` naming its file.
     """
     if in_chans not in (1, 3):
         raise UsageError(f"in_chans must be 1 (grey) or 3 (RGB), got {in_chans}.")
     for column, role in ((image_column, "image"), (label_column, "label")):
         require_column(dataset, column, str(dataset.split or "?"), role)
-    fn = _ImageTransform(transform, image_column, label_column, "L" if in_chans == 1 else "RGB")
+    feature = dataset.features[image_column]
+    if isinstance(feature, datasets.Image) and feature.decode:  # decoded in the transform, naming a file that fails
+        dataset = dataset.cast_column(image_column, datasets.Image(mode=feature.mode, decode=False))
+    else:
+        feature = None
+    fn = _ImageTransform(transform, image_column, label_column, "L" if in_chans == 1 else "RGB", feature)
     return dataset.with_transform(fn, columns=[image_column, label_column])

@@ -30,7 +30,7 @@ from torch import nn
 
 from .._atomic import swap_in_directory
 from ..models.factory import inner_timm_model
-from .timm_config import export_model_args, export_pretrained_cfg
+from .timm_config import export_model_args, export_pretrained_cfg, normalise_config_json
 from ..errors import MissingInputError, OutputConflictError, UsageError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -92,6 +92,7 @@ def export_model(backbone: nn.Module, output_dir: PathLike, *, label_names: Sequ
     try:
         timm.models.save_for_hf(model, tmp, model_config=model_config, model_args=args or None,
                                 safe_serialization=True)
+        normalise_config_json(tmp / CONFIG_NAME)  # loadable by transformers with any timm release
         if training_config is not None:
             import yaml
 

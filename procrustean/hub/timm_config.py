@@ -5,6 +5,8 @@
   ``pretrained_cfg`` and calls ``timm.create_model(architecture, num_classes=..., **model_args)``, so
   they must be here -- but never ``num_classes`` (transformers 5.x passes it itself: "got multiple
   values for keyword argument 'num_classes'").
+  timm >= 1.0.31 records every factory argument in ``model_args``, ``num_classes`` included:
+  :func:`normalise_config_json` takes it out again after ``save_for_hf``.
 * ``pretrained_cfg``: the model's default config describes the *upstream* weights (ImageNet 1000
   classes, 3x160x160, ...). We rewrite ``num_classes``, ``input_size`` (channels and training
   resolution) and ``mean``/``std`` (one value per input channel, else timm's data config asserts),
@@ -12,6 +14,8 @@
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from torch import nn
@@ -87,3 +91,22 @@ def export_pretrained_cfg(model: nn.Module, data_config: Optional[Mapping[str, A
             cfg[name] = list(fit_channels(cfg[name], in_chans, name))
     cfg["num_classes"] = int(model.num_classes)
     return cfg
+
+
+def normalise_config_json(path: Path | str) -> Dict[str, Any]:
+    """Make a ``config.json`` written by timm's ``save_for_hf`` load in transformers' ``TimmWrapper`` too.
+
+    timm 1.0.31 writes the model's factory arguments into ``model_args``, ``num_classes`` among them;
+    ``TimmWrapper`` passes ``num_classes`` itself and fails with "got multiple values for keyword argument
+    'num_classes'". The root ``num_classes`` carries it for both loaders, so it leaves ``model_args``.
+    """
+    path = Path(path)
+    config = json.loads(path.read_text(encoding="utf-8"))
+    model_args = config.get("model_args")
+    if isinstance(model_args, dict) and "num_classes" in model_args:
+        if int(model_args.pop("num_classes")) != int(config["num_classes"]):
+            raise ValueError(f"{path}: model_args.num_classes differs from num_classes; the export is inconsistent.")
+        if not model_args:
+            del config["model_args"]
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return config

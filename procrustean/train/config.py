@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -157,8 +158,12 @@ class TrainConfig:
         "help": "torch.compile backend (default inductor). Setting it turns --torch_compile on (as in transformers)."})
     # ---------------------------------------------------------------- run
     logging_steps: int = field(default=25, metadata={"help": "Every N optimizer steps: the loss on the progress bar "
-                               "and the check for a non-finite loss (also before every checkpoint and at every "
+                               "(or one progress line, see --progress_display) and the check for a non-finite loss "
+                               "(also before every checkpoint and at every "
                                "epoch's end); the steps in between never wait for the device."})
+    progress_display: str = field(default="auto", metadata={"help": "auto: a live progress bar when stderr is a "
+                                  "terminal, else one line per --logging_steps (step, epoch, loss, lr, samples/s, "
+                                  "ETA: a log file grows with the steps, not with time); bar or lines force either."})
     seed: int = field(default=0, metadata={"help": "Seed for data order, augmentation, init and weakening."})
     output_dir: str = field(default="outputs/run", metadata={"help": "Run directory."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace another run in output_dir."})
@@ -206,7 +211,8 @@ class TrainConfig:
             check_repo_id(self.push_to_hub)
         choices = {"train_crop": ("pad4", "rrc"), "data_path": ("pil", "in_memory"),
                    "lr_scheduler": ("multistep", "step", "cosine", "constant"),
-                   "mixed_precision": (None, "no", "fp16", "bf16", "fp8")}
+                   "mixed_precision": (None, "no", "fp16", "bf16", "fp8"),
+                   "progress_display": ("auto", "bar", "lines")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UsageError(f"--{name} {getattr(self, name)!r} is not one of {list(allowed)}.")
@@ -218,6 +224,7 @@ class TrainConfig:
                      "in_chans", "logging_steps"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        self._check_ranges()
         if self.num_workers is not None and self.num_workers < 0:
             raise UsageError(f"--num_workers must be >= 0, got {self.num_workers}.")
         if self.max_train_steps is not None and self.max_train_steps < 1:
@@ -257,6 +264,65 @@ class TrainConfig:
             if self.torch_compile_backend not in backends:
                 raise UsageError(f"--torch_compile_backend {self.torch_compile_backend!r} is not one of {backends}.")
 
+    def _check_ranges(self) -> None:
+        """Numbers outside their meaning (a negative learning rate, a momentum of 1.5, ...) and names the libraries
+        would refuse later with a traceback (optimizer, tracker), refused while parsing."""
+        bounds = {  # name: (lowest, whether it is allowed, highest, whether it is allowed); None: unbounded
+            "lr": (0, False, None, False), "weight_decay": (0, True, None, False), "momentum": (0, True, 1, False),
+            "max_grad_norm": (0, False, None, False), "warmup_epochs": (0, True, None, False),
+            "lr_decay_rate": (0, False, None, False), "min_lr": (0, True, None, False),
+            "drw_epoch": (0, True, None, False), "weakening_stop_epoch": (0, True, None, False),
+            "max_per_class": (1, True, None, False), "max_eval_samples": (1, True, None, False),
+            "checkpoints_total_limit": (1, True, None, False), "loss_tau": (0, True, None, False),
+            "focal_gamma": (0, True, None, False), "cdt_gamma": (0, True, None, False),
+            "ldam_max_margin": (0, False, None, False), "ldam_scale": (0, False, None, False),
+            "drw_beta": (0, True, 1, False), "drop_rate": (0, True, 1, False),
+            "img_size": (8, True, None, False),  # smaller inputs vanish in the models' downsampling
+            "seed": (0, True, 2**32 - 1, True)}  # numpy's seed range
+        for name, (low, low_ok, high, high_ok) in bounds.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            below = value < low or value == low and not low_ok
+            above = high is not None and (value > high or value == high and not high_ok)
+            if below or above:
+                span = f"{'>=' if low_ok else '>'} {low}" + (f" and {'<=' if high_ok else '<'} {high}"
+                                                             if high is not None else "")
+                unset = " (none: no limit)" if name in ("checkpoints_total_limit", "max_grad_norm") else ""
+                raise UsageError(f"--{name} must be {span}{unset}, got {value}.")
+        if self.in_chans not in (1, 3):
+            raise UsageError(f"--in_chans must be 1 (grey) or 3 (RGB), got {self.in_chans}: images are read as one or "
+                             "the other.")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and len(values) not in (1, self.in_chans):
+                raise UsageError(f"--{name} has {len(values)} values but --in_chans is {self.in_chans}: give 1 or "
+                                 f"{self.in_chans}.")
+        if self.std is not None and min(self.std) <= 0:
+            raise UsageError(f"--std values must be > 0, got {self.std}.")
+        if sorted(set(self.lr_decay_epochs)) != list(self.lr_decay_epochs) or min(self.lr_decay_epochs, default=0) < 0:
+            raise UsageError(f"--lr_decay_epochs must be increasing epoch numbers >= 0, got {self.lr_decay_epochs}.")
+        if not self.dataset.strip():
+            raise UsageError("--dataset is empty: name a Hub data set, a folder, a parquet file or 'fashion_mnist'.")
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """The optimizer and the trackers: names timm and accelerate would refuse with a traceback."""
+        from accelerate.utils import LoggerType
+        from timm.optim import list_optimizers
+
+        optimizers = set(list_optimizers())
+        name = self.optimizer.lower()
+        if name not in optimizers and name.removeprefix("lookahead_") not in optimizers:
+            close = difflib.get_close_matches(name, sorted(optimizers), n=3)
+            raise UsageError(f"--optimizer {self.optimizer!r} is not a timm optimizer" + (
+                f" (did you mean {', '.join(close)}?)" if close else "") + "; see timm.optim.list_optimizers().")
+        trackers = {t.value for t in LoggerType} | {"none"}
+        unknown = [t for t in self.report_to.split(",") if t.strip() not in trackers]
+        if unknown:
+            raise UsageError(f"--report_to {self.report_to!r}: unknown tracker(s) {unknown}; use none, all or a comma "
+                             f"list of {sorted(trackers - {'none', 'all'})}.")
+
     def to_dict(self) -> Dict[str, Any]:
         """The resolved options, as saved with the run, its checkpoints, export and card (the token hidden)."""
         values = dataclasses.asdict(self)
@@ -277,15 +343,84 @@ def _check_keys(keys: Sequence[str], source: str) -> None:
         raise UsageError(f"Unknown option(s) in {source}: {said}. See `recipes/train.py --help`.")
 
 
+def _yaml_problem(error: yaml.YAMLError, path: Path) -> str:
+    """Where the parser stopped and what it saw: 'line 3, column 7: <problem> (<context>); the line reads ...'."""
+    mark = getattr(error, "problem_mark", None)
+    problem = " ".join(str(getattr(error, "problem", None) or error).split())
+    context = getattr(error, "context", None)
+    if context:
+        problem += f" ({context}" + (f" from line {error.context_mark.line + 1}" if error.context_mark else "") + ")"
+    if mark is None:
+        return problem
+    lines = path.read_text(encoding="utf-8").splitlines()
+    text = lines[mark.line].strip() if mark.line < len(lines) else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f"; the line reads {text!r}" if text else "")
+
+
 def load_config_file(path: Path | str) -> Dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"Config file {path} is a folder; pass the YAML file, e.g. "
+                         "recipes/configs/fmnist_lt_step100.yaml.")
     if not path.is_file():
         raise MissingInputError(f"Config file {path} does not exist.")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise UsageError(f"Config file {path} is not valid YAML: {_yaml_problem(error, path)}. Fix it: one "
+                         "'option: value' per line, no indentation or tabs, lists as [1, 2], quote values holding ': ' "
+                         "or ' #'.") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"Config file {path} is not UTF-8 text (byte {error.start}): is it the YAML file? "
+                         "Save it as UTF-8.") from None
     if not isinstance(values, dict):
         raise UsageError(f"Config file {path} must hold a mapping of option: value.")
     _check_keys(list(values), str(path))
-    return values
+    return {key: _checked_value(key, value, path) for key, value in values.items()}
+
+
+def _checked_value(key: str, value: Any, path: Path) -> Any:
+    """A config file's value of the option's type (a string is left to the parser, as on the command line)."""
+    hint = typing.get_type_hints(TrainConfig)[key]
+    optional = type(None) in typing.get_args(hint)
+    kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint) if optional else hint
+    element = typing.get_args(kind)[0] if typing.get_origin(kind) in (list, List) else None
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+    def fits(item: Any, wanted: type) -> bool:
+        if wanted is bool:
+            return isinstance(item, (bool, str))
+        if isinstance(item, bool):
+            return False
+        return isinstance(item, {int: (int, str), float: (int, float, str), str: (str, int, float)}[wanted])
+
+    if value is None:
+        if optional:
+            return None
+        wanted = f"a list of {names[element]}s" if element else names[kind]
+        raise UsageError(f"Config file {path}: '{key}' has no value; give it {wanted} or remove the line.")
+    if element is not None:
+        items = value if isinstance(value, list) else [value]  # a scalar is a one-element list, as on the command line
+        if all(fits(item, element) and not isinstance(item, str) for item in items):
+            return items
+        raise UsageError(f"Config file {path}: '{key}' must be a list of {names[element].split(' ', 1)[-1]}s, got "
+                         f"{value!r}; write e.g. '{key}: [{', '.join(map(str, _example(key)))}]'.")
+    if not fits(value, kind):
+        raise UsageError(f"Config file {path}: '{key}' must be {names[kind]}, got {value!r} "
+                         f"({type(value).__name__}); write e.g. '{key}: {_example(key)}'.")
+    return str(value) if kind is str else value
+
+
+def _example(key: str) -> Any:
+    """The option's default as an example value (a representative one when the default is none)."""
+    default = next(f for f in dataclasses.fields(TrainConfig) if f.name == key)
+    value = default.default_factory() if default.default_factory is not dataclasses.MISSING else default.default
+    if value is not None:
+        return str(value).lower() if isinstance(value, bool) else value
+    hint = typing.get_type_hints(TrainConfig)[key]
+    kind = typing.get_args(hint)[0]
+    element = typing.get_args(kind)[0] if typing.get_origin(kind) in (list, List) else None
+    return {int: 10, float: 0.5, str: "value"}.get(kind) or ([0.5, 0.5, 0.5] if element is float else [0, 1, 2])
 
 
 def _accept_none(parser) -> None:

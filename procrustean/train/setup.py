@@ -7,7 +7,10 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
 from .config import TrainConfig
+from ..errors import MissingInputError, UsageError
 from ..losses import DeferredReweighting, create_loss
 from ..models.factory import create_timm_model
 
@@ -26,10 +29,50 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
         kwargs["img_size"] = config.img_size
     if config.model_kwargs:
         kwargs.update(json.loads(config.model_kwargs))
-    model = create_timm_model(config.model, **kwargs)
+    check_model_source(config.model)
+    try:
+        model = create_timm_model(config.model, **kwargs)
+    except TypeError as error:  # a constructor refusing an argument: --model_kwargs (or in_chans, img_size)
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise UsageError(f"--model {config.model} does not take an argument it was given ({error}). Check "
+                         "--model_kwargs against the model's constructor.") from None
+    except RuntimeError as error:  # timm: "No pretrained weights exist for ..."
+        if "No pretrained weights exist" not in str(error):
+            raise
+        raise UsageError(f"--pretrained true: timm has no pretrained weights for {config.model}. Train from scratch "
+                         "with --pretrained false, or pick a model with weights: timm.list_models(pretrained=True).") \
+            from None
+    except LocalEntryNotFoundError:  # offline (HF_HUB_OFFLINE) and not in the HF cache
+        if config.model.startswith("hf-hub:"):
+            fix = (f"download it once online (`hf download {config.model[len('hf-hub:'):]}`), or use a local export "
+                   "with --model local-dir:PATH")
+        else:
+            fix = "download them once online, or train from scratch with --pretrained false"
+        raise UsageError(f"--model {config.model}{' --pretrained true' if config.pretrained else ''}: its files are "
+                         f"not in the local Hugging Face cache and the Hub cannot be reached (offline): {fix}.") \
+            from None
+    except RepositoryNotFoundError:
+        raise UsageError(f"--model {config.model}: no such Hub repo (or it is private: pass a token with access, "
+                         "HF_TOKEN or `hf auth login`). Check the name.") from None
+
     if config.reset_classifier:  # new classes: the source's head would only carry its old labels' meaning
         model.reset_classifier(num_classes)
     return model
+
+def check_model_source(model: str) -> None:
+    """``local-dir:`` must be an export folder (with config.json), ``hf-hub:`` a well-formed repo id."""
+    from pathlib import Path
+
+    if model.startswith("local-dir:"):
+        folder = Path(model[len("local-dir:"):]).expanduser()
+        if not (folder / "config.json").is_file():
+            raise MissingInputError(f"--model {model}: {folder} is not a model export (no config.json there). Point "
+                                    "it at a folder written by export_model or timm's save_for_hf.")
+    elif model.startswith("hf-hub:"):
+        from ..hub.push import check_repo_id
+
+        check_repo_id(model[len("hf-hub:"):].split("@")[0])
 
 
 def model_constructor_args(config: TrainConfig) -> dict:
