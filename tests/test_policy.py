@@ -285,3 +285,25 @@ def test_the_mix_backward_takes_any_gradient_layout_and_dtype(layout):
     assert features.grad.dtype == dtype and features.grad.shape == features.shape
     tolerance = {torch.float16: 2e-3, torch.bfloat16: 2e-2}.get(dtype)
     torch.testing.assert_close(features.grad, expected.to(dtype), rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+def test_the_mix_keeps_the_features_layout(layout):
+    """The mix returns the features' own layout (channels-last stays channels-last, so the layers after a weakened
+    location keep running NHWC), with the formula's values; other layouts come back contiguous."""
+    plan = WeakeningPolicy(STEP_COUNTS, lam_range=(0.3, 1.0), seed=5).plan(torch.tensor([0, 9, 1, 8, 2, 7] * 2))
+    features = torch.randn(12, 3, 4, 5, dtype=torch.float64)
+    if layout == "channels_last":
+        features = features.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        features = torch.randn(12, 6, 4, 5, dtype=torch.float64)[:, ::2]
+    mixed = plan.apply(features)
+    assert mixed._base is None and mixed.data_ptr() != features.data_ptr()
+    if layout == "sliced":
+        assert mixed.is_contiguous()
+    else:
+        assert mixed.stride() == features.stride()
+    partner = torch.where(plan.weakened, plan.partner, torch.arange(12))
+    share = plan.own_share.double().view(-1, 1, 1, 1)
+    torch.testing.assert_close(mixed, share * features + (1 - share) * features[partner])
+    assert torch.equal(mixed[~plan.weakened], features[~plan.weakened])
