@@ -47,7 +47,7 @@ from procrustean.train.outputs import export_run, run_model_card, write_plots, w
 from procrustean.train.progress_log import TrainingProgress, close_all as close_progress
 from procrustean.train.resume_check import check_model_fits, check_optimizer_fits
 from procrustean.train.setup import (build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler,
-                                     compile_plugin, mark_batch_dynamic)
+                                     check_input_size, compile_plugin, mark_batch_dynamic)
 from procrustean.train.state import RunState
 
 
@@ -103,6 +103,7 @@ def training_function(config: TrainConfig) -> int:
 
     # ---------------------------------------------------------------------------------- model and weakening
     backbone = build_model(config, data.num_classes)
+    check_input_size(backbone, config)
     policy = WeakeningPolicy(histogram.counts, rule=config.weakening_rule, gamma=config.weakening_gamma,
                              lam_range=(config.lam_min, config.lam_max), partner=config.weakening_partner,
                              progress_margin=config.progress_margin, progress_momentum=config.progress_momentum,

@@ -215,6 +215,15 @@ def test_models_that_cannot_be_built_are_refused_naming_the_option(imagefolder, 
     assert message in _refused(proc)
 
 
+def test_an_image_size_the_model_cannot_take_is_refused_before_the_data_is_read(imagefolder, tmp_path):
+    """ConvNeXt downsamples by 32 with stride-2 windows: at 16 px its third downsampling has a 1x1 map."""
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--output_dir", str(tmp_path / "run"), *SMALL,
+                "--model", "convnext_atto"], launcher="python", check=False)
+    line = _refused(proc)
+    assert "--model convnext_atto cannot take 16x16 images" in line and "Pass a larger --img_size" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_config_folder_and_a_class_order_that_is_not_a_permutation_are_named(tmp_path):
     from datasets import Dataset
 

@@ -60,6 +60,32 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
         model.reset_classifier(num_classes)
     return model
 
+# What torch says when an image is too small for a layer (a convolution or pooling window larger than the map)
+_TOO_SMALL = ("Kernel size can't be greater than actual input size", "Output size is too small")
+
+
+def check_input_size(backbone: nn.Module, config: TrainConfig) -> None:
+    """One blank image of the training size through the backbone before any data is decoded: a model that cannot
+    take the size (ConvNeXt's stride-2 downsampling below 32 px, say) is refused with the fix, not in the first step."""
+    from ..data.transforms import model_data_config
+
+    input_size = model_data_config(backbone, config.img_size)["input_size"]
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            backbone(torch.zeros(1, *input_size))
+    except RuntimeError as error:
+        if not any(marker in str(error) for marker in _TOO_SMALL):
+            raise
+        size = "x".join(str(d) for d in input_size[1:])
+        raise UsageError(f"--model {config.model} cannot take {size} images: its feature maps shrink below a layer's "
+                         f"window ({str(error).splitlines()[0]}). Pass a larger --img_size (32 or more for "
+                         "a stride-32 network).") from None
+    finally:
+        backbone.train(was_training)
+
+
 def check_model_source(model: str) -> None:
     """``local-dir:`` must be an export folder (with config.json), ``hf-hub:`` a well-formed repo id."""
     from pathlib import Path
