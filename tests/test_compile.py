@@ -182,3 +182,31 @@ def test_random_location_is_one_graph_with_eager_values():
     assert len(drawn) >= 4  # the batches drew several locations
     torch.testing.assert_close(losses["compiled"], losses["eager"], rtol=1e-6, atol=0)
     assert len(compilations) <= 2  # the draw's value specialised once, then symbolic
+
+
+def test_compiled_weakening_saves_what_the_unweakened_graph_saves():
+    """The tensors the compiled training graph keeps for its backward: weakened at a stage that ends in a ReLU, no
+    bool mask of the stage's map (inductor's CPU code stores and loads those slowly; the ReLU's mask is recomputed
+    from the features the mix's backward keeps, as in the unweakened graph)."""
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    model = make("resnet8_cifar", rule="power", location="stage:1")
+    compiled = torch.compile(model)
+    x, y = batch(128, 0)  # the partitioner weighs sizes: at batch 8 it saved the float map either way
+    draws = draws_for(model, x, y)
+    masks = {}
+    for weakened in (False, True):
+        model.weakening_enabled = weakened
+        saved = []
+
+        def pack(tensor):
+            saved.append((tensor.dtype, tuple(tensor.shape)))
+            return tensor
+
+        # no cached partition: the caches' keys do not cover a custom operator's autograd formula
+        with functorch_config.patch(enable_autograd_cache=False), inductor_config.patch(fx_graph_cache=False), \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            compiled(x, labels=y, weakening_draws=draws).loss.backward()
+        masks[weakened] = sorted(shape for dtype, shape in saved if dtype == torch.bool and len(shape) == 4)
+    assert masks[True] == masks[False]  # e.g. the last stage's, before the pooling: in both graphs
