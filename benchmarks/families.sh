@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The family panel's phase 1 (benchmarks/configs/families_e40.yaml): CE and every weakening location, family by
-# family, selection seeds 0-2, step-100. Resumable (finished runs are skipped). Run it from a worktree at the spec's
-# commit, with a venv of that commit's pins, and point RESULTS at main's results file, e.g.
+# The family panel (benchmarks/configs/families_e40.yaml), family by family. Resumable (finished runs are skipped).
+#   PHASE=1 (default): CE and every weakening location, selection seeds 0-2, step-100.
+#   PHASE=2: the phase-2 cells (CE reused from phase 1) on step-100 and exp-100; SEEDS="0 1 2" (selection, the
+#            default) or SEEDS="3 4 5 6 7" (the confirmation: every cell of a seed before the next seed).
+# Run it from a worktree at the spec's commit (phase 1: bd78e38; phase 2: the commit that froze the family's
+# phase 2), with a venv of phase 1's pins (timm 1.0.30, as every run so far), and point RESULTS at main's file, e.g.
 #   git worktree add /work/suite-families <commit> && cd /work/suite-families
-#   python3 -m venv /work/venv-suite && /work/venv-suite/bin/pip install -r requirements.txt -e .
+#   python3 -m venv /work/venv-suite && /work/venv-suite/bin/pip install -r <(git show bd78e38:requirements.txt) -e .
 #   PYTHONPATH=$PWD PYTHON=/work/venv-suite/bin/python RESULTS=/work/main/benchmarks/results/families_e40.jsonl \
 #       HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 nohup bash benchmarks/families.sh &
 # (FAMILIES="vit regnet" runs only those; JOBS sets the runs in parallel, one thread each on 2 cores.)
@@ -12,9 +15,16 @@ cd "$(dirname "$0")/.."
 SPEC=benchmarks/configs/families_e40.yaml
 RESULTS=${RESULTS:-benchmarks/results/families_e40.jsonl}
 PYTHON=${PYTHON:-python}
+SEEDS=${SEEDS:-0 1 2}
+suite() { "$PYTHON" benchmarks/accuracy_suite.py --spec "$SPEC" --results "$RESULTS" --jobs "${JOBS:-2}" "$@"; }
 for family in ${FAMILIES:-convnext vit mobilenetv3 regnet}; do
-    "$PYTHON" benchmarks/accuracy_suite.py --spec "$SPEC" --results "$RESULTS" --suite main --only ce \
-        --profiles "step100_$family" --seeds 0 1 2 --jobs "${JOBS:-2}"
-    "$PYTHON" benchmarks/accuracy_suite.py --spec "$SPEC" --results "$RESULTS" --suite ablations \
-        --profiles "step100_$family" --seeds 0 1 2 --jobs "${JOBS:-2}"
+    if [ "${PHASE:-1}" = 1 ]; then
+        suite --suite main --only ce --profiles "step100_$family" --seeds 0 1 2
+        suite --suite ablations --profiles "step100_$family" --seeds 0 1 2
+    else
+        by_seed=()
+        [ "$SEEDS" = "0 1 2" ] || by_seed=(--by_seed)
+        # shellcheck disable=SC2086
+        suite --suite main --profiles "step100_$family" "exp100_$family" --seeds $SEEDS "${by_seed[@]}"
+    fi
 done
