@@ -205,15 +205,19 @@ def test_from_timm_uses_the_default_location():
 
 
 def test_auto_location_uses_the_measured_map_and_says_why():
-    from procrustean.location_map import FALLBACK_LOCATION, MEASURED_LOCATIONS
+    from procrustean.location_map import FALLBACK_LOCATION, ISOTROPIC_FALLBACK_LOCATION, MEASURED_LOCATIONS
 
     cifar = ProcrusteanModel(timm.create_model("resnet8_cifar", num_classes=NUM_CLASSES), None, location="auto")
     assert cifar.location == MEASURED_LOCATIONS["CifarResNet"].location
     assert cifar.location_evidence == MEASURED_LOCATIONS["CifarResNet"].evidence
-    unmeasured = timm.create_model("test_efficientnet", num_classes=NUM_CLASSES)
+    unmeasured = timm.create_model("test_efficientnet", num_classes=NUM_CLASSES)  # hierarchical: strides 2 to 32
     assert type(unmeasured).__name__ not in MEASURED_LOCATIONS
     model = ProcrusteanModel(unmeasured, None, location="auto")
     assert (model.location, model.location_evidence) == FALLBACK_LOCATION
+    isotropic = timm.create_model("test_vit_relpos", num_classes=NUM_CLASSES)  # every block at stride 16
+    assert type(isotropic).__name__ not in MEASURED_LOCATIONS
+    model = ProcrusteanModel(isotropic, None, location="auto")
+    assert (model.location, model.location_evidence) == ISOTROPIC_FALLBACK_LOCATION == ("input", model.location_evidence)
     model.location = "input"
     assert (model.location, model.location_evidence) == ("input", "given")
     for family, (location, evidence) in MEASURED_LOCATIONS.items():
