@@ -9,7 +9,7 @@ and fine-tuning").
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple
+from typing import Any, Dict, List, NamedTuple
 
 from torch import nn
 
@@ -66,17 +66,16 @@ def auto_location(backbone: nn.Module) -> MeasuredLocation:
     measured = MEASURED_LOCATIONS.get(backbone_family(backbone))
     if measured is not None:
         return measured
-    reductions = _feature_reductions(backbone)
+    reductions = feature_info_values(backbone, "reduction")
     if len(reductions) > 1 and len(set(reductions)) == 1:
         return ISOTROPIC_FALLBACK_LOCATION
     return FALLBACK_LOCATION
 
 
-def _feature_reductions(backbone: nn.Module) -> List[int]:
-    """The downsampling factor of each entry of timm's ``feature_info`` (empty if the model has none)."""
+def feature_info_values(backbone: nn.Module, key: str) -> List[Any]:
+    """``key`` (``module``, ``reduction``, ...) of each entry of timm's ``feature_info``; empty if the model has none."""
     info = getattr(backbone, "feature_info", None)
     if info is None:
         return []
-    if hasattr(info, "reduction"):  # a timm FeatureInfo object (features_only models)
-        return list(info.reduction())
-    return [entry["reduction"] for entry in info if isinstance(entry, dict) and "reduction" in entry]
+    entries = info.info if hasattr(info, "module_name") else info  # a timm FeatureInfo object (features_only models)
+    return [entry[key] for entry in entries if isinstance(entry, dict) and key in entry]

@@ -30,7 +30,7 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from .losses import CrossEntropyLoss
-from .location_map import auto_location
+from .location_map import auto_location, feature_info_values
 from .models.factory import create_timm_model, inner_timm_model
 from .policy import WeakeningDraws, WeakeningPlan, WeakeningPolicy
 from .errors import UsageError
@@ -63,12 +63,7 @@ def _unwrap_backbone(backbone: nn.Module) -> nn.Module:
 
 def _stage_modules(backbone: nn.Module) -> List[str]:
     """Module names of the backbone's stage boundaries, from timm's ``feature_info``."""
-    info = getattr(backbone, "feature_info", None)
-    if info is None:
-        return []
-    if hasattr(info, "module_name"):  # a timm FeatureInfo object (features_only models)
-        return [info.module_name(i) for i in range(len(info))]
-    return [entry["module"] for entry in info if isinstance(entry, dict) and "module" in entry]
+    return feature_info_values(backbone, "module")
 
 
 class ProcrusteanModel(nn.Module):
