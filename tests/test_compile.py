@@ -191,6 +191,7 @@ def test_compiled_weakening_saves_what_the_unweakened_graph_saves():
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
 
+    dynamo.reset()  # no batch sizes remembered from the tests before (a dynamic batch changes what is saved)
     model = make("resnet8_cifar", rule="power", location="stage:1")
     compiled = torch.compile(model)
     x, y = batch(128, 0)  # the partitioner weighs sizes: at batch 8 it saved the float map either way
@@ -209,4 +210,8 @@ def test_compiled_weakening_saves_what_the_unweakened_graph_saves():
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             compiled(x, labels=y, weakening_draws=draws).loss.backward()
         masks[weakened] = sorted(shape for dtype, shape in saved if dtype == torch.bool and len(shape) == 4)
-    assert masks[True] == masks[False]  # e.g. the last stage's, before the pooling: in both graphs
+    extra = list(masks[True])
+    for shape in masks[False]:  # e.g. the last stage's, before the pooling, may be saved in both graphs
+        if shape in extra:
+            extra.remove(shape)
+    assert not extra, (extra, masks)
