@@ -267,19 +267,21 @@ _feature_mix_op.register_autograd(_feature_mix_backward, setup_context=_feature_
 _BAG_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)  # what embedding_bag takes
 
 
+def _dense_samples(tensor: torch.Tensor) -> bool:
+    """Whether each sample of ``tensor`` is one dense block of memory (contiguous or channels-last)."""
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(tensor.ndim)
+    return tensor.is_contiguous() or (channels_last is not None and tensor.is_contiguous(memory_format=channels_last))
+
+
 def _sample_rows_strides(tensor: torch.Tensor) -> Tuple[int, ...]:
     """The strides ``_sample_rows`` maps rows back with: the tensor's own if each sample is one dense block."""
-    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(tensor.ndim)
-    if tensor.is_contiguous() or (channels_last is not None and tensor.is_contiguous(memory_format=channels_last)):
-        return tensor.stride()
-    return torch.empty(tensor.shape, device="meta").stride()
+    return tensor.stride() if _dense_samples(tensor) else torch.empty(tensor.shape, device="meta").stride()
 
 
 def _sample_rows(tensor: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, ...]]:
     """``tensor`` as ``[batch, features]`` rows over its own memory where each sample is one dense block
     (contiguous or channels-last), else over a contiguous copy; with the strides that map rows back."""
-    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(tensor.ndim)
-    if not (tensor.is_contiguous() or (channels_last is not None and tensor.is_contiguous(memory_format=channels_last))):
+    if not _dense_samples(tensor):
         tensor = tensor.contiguous()
     row = tensor[0].numel()
     return tensor.as_strided((tensor.shape[0], row), (row, 1)), tensor.stride()
