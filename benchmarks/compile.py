@@ -3,6 +3,7 @@ compile (train step with vs without it), paired within rounds in one process; pl
 
     python benchmarks/compile.py --models resnet8_cifar resnet32_cifar convnext_atto --steps 10 --threads 1
     python benchmarks/compile.py --models resnet32_cifar convnext_atto --bf16 --channels_last   # on a GPU
+    python benchmarks/compile.py --models resnet8_cifar --steps 30 --threads 1 --kernel_profile 10  # where it goes
 
 Four configurations of the same model and optimizer: eager / compiled (``torch.compile(model)``, inductor by
 default) x weakening on / off. Each round times one train step (forward + loss + backward + SGD step) of each
@@ -61,6 +62,10 @@ def parse_args(argv=None):
     parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (the GPU protocol)")
     parser.add_argument("--channels_last", action="store_true", help="model and batches channels-last (GPU protocol)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--kernel_profile", type=int, default=0,
+                        help="after the timing, profile this many compiled steps with and without the weakening "
+                        "(torch.profiler, with inductor's kernel profiler switched on before compiling) and print "
+                        "where the step's time goes; the timed rounds then carry the profiler's markers too")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     return parser.parse_args(argv)
 
@@ -120,7 +125,10 @@ def bench_model(name, args, device):
         return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
     medians = {config: statistics.median(t) for config, t in times.items()}
+    breakdown = {config: step_breakdown(step, config, args.kernel_profile)
+                 for config in CONFIGS if config.startswith("compiled")} if args.kernel_profile else None
     return {
+        "step_breakdown_ms": breakdown,
         "model": name,
         "step_ms": {c: m * 1e3 for c, m in medians.items()},
         "samples_per_s": {c: args.batch_size / m for c, m in medians.items()},
@@ -133,11 +141,31 @@ def bench_model(name, args, device):
     }
 
 
+def step_breakdown(step, config, steps):
+    """Milliseconds per step of one configuration by what spends them: the mix's kernels (eager ones, run by its
+    operators), inductor's generated kernels, the convolutions (oneDNN, outside inductor), and all the rest."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        wall = sum(step(config) for _ in range(steps))
+    events = prof.key_averages()
+    mix = sum(e.self_cpu_time_total for e in events
+              if e.key in ("aten::index_select", "aten::lerp_", "aten::_embedding_bag_forward_only"))
+    kernels = sum(e.self_cpu_time_total for e in events if "cpp_fused" in e.key)
+    convolutions = sum(e.self_cpu_time_total for e in events
+                       if e.key in ("aten::mkldnn_convolution", "aten::convolution_backward"))
+    per_step = {"step (profiled)": wall * 1e6, "the mix (index_select, lerp_, embedding_bag)": mix,
+                "inductor kernels": kernels, "convolutions": convolutions,
+                "the rest": wall * 1e6 - mix - kernels - convolutions}
+    return {key: value / steps / 1e3 for key, value in per_step.items()}
+
+
 def main(argv=None):
     args = parse_args(argv)
     kept = keep_freed_memory()  # as the recipe does
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.kernel_profile:
+        import torch._inductor.config as inductor_config
+        inductor_config.cpp.enable_kernel_profile = True  # names each generated kernel in the profile
     device = torch.device(args.device)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"commit {commit}")
@@ -166,6 +194,12 @@ def main(argv=None):
         print(f"  compile time (first step less a compiled step): weakening off "
               f"{r['compile_s']['compiled, weakening off']:.1f} s, weakening on "
               f"{r['compile_s']['compiled, weakening on']:.1f} s (a second graph: the switch is guarded)")
+        if r["step_breakdown_ms"]:
+            on, off = r["step_breakdown_ms"]["compiled, weakening on"], r["step_breakdown_ms"]["compiled, weakening off"]
+            print(f"  where a compiled step's time goes, ms per step ({args.kernel_profile} profiled steps each):")
+            print(f"  {'':<50} {'off':>8} {'on':>8} {'on - off':>9}")
+            for key in on:
+                print(f"  {key:<50} {off.get(key, 0.0):>8.2f} {on[key]:>8.2f} {on[key] - off.get(key, 0.0):>9.2f}")
         print(flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     if args.json:
