@@ -314,3 +314,18 @@ def test_pool_option_errors_are_usage_errors(tmp_path, capsys):
             report.main(["--spec", str(spec), "--results", str(tmp_path / "r.jsonl"), "--docs", str(tmp_path),
                          "--no_plots", "--pool", *pool])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_seeds_and_profiles_select_the_runs_reported(results_file, tmp_path):
+    """A confirmation's fresh seeds share a results file with the selection's; --seeds reports them apart."""
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(json.dumps(SPEC))
+    docs = tmp_path / "docs"
+    assert report.main(["--results", str(results_file), "--docs", str(docs), "--spec", str(spec_path), "--no_plots",
+                        "--seeds", "1", "2", "--profiles", "step100"]) == 0
+    text = (docs / "RESULTS.md").read_text()
+    assert ", seeds 1 2, profiles step100 (" in text
+    assert "step100: test accuracy" in text and "exp100" not in text
+    weakening = next(line for line in text.splitlines() if line.startswith("| `weakening` | "))
+    # seeds 1 and 2 only: 0.67 and 0.69, class-averaged
+    assert weakening.split("|")[2].strip() == "2†" and weakening.split("|")[3].strip() == "68.0 ± 1.4"
