@@ -328,4 +328,4 @@ def test_seeds_and_profiles_select_the_runs_reported(results_file, tmp_path):
     assert "step100: test accuracy" in text and "exp100" not in text
     weakening = next(line for line in text.splitlines() if line.startswith("| `weakening` | "))
     # seeds 1 and 2 only: 0.67 and 0.69, class-averaged
-    assert weakening.split("|")[2].strip() == "2†" and weakening.split("|")[3].strip() == "68.0 ± 1.4"
+    assert weakening.split("|")[2].strip() == "2†" and weakening.split("|")[3].strip() == "68.0 ± 1.4†"
