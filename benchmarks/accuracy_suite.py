@@ -154,7 +154,7 @@ def execute(run: Dict[str, Any], threads: int, accelerator: str, commit: str) ->
         "wall_seconds": round(wall, 1), "threads": threads,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
         "accelerator": accelerator, "commit": commit,
-        "final": {k: results.get(k) for k in FINAL_KEYS},
+        "final": {k: results.get(k) for k in FINAL_KEYS}, "weakening_location": results.get("weakening_location"),
         "eval_per_class_accuracy": results.get("eval_per_class_accuracy"),
         "train_per_class_accuracy": results.get("train_per_class_accuracy"),
         "train_class_counts": results.get("train_class_counts"), "class_names": results.get("class_names"),

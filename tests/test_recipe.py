@@ -34,6 +34,7 @@ def test_imagefolder_end_to_end_with_export_round_trip(imagefolder, tmp_path):
     assert "imbalance ratio" in proc.stdout and "prior p" in proc.stdout  # histogram + the progress rule's prior
     results = json.loads((out / "all_results.json").read_text())
     assert results["epochs_completed"] == 2 and results["class_names"] == ["ant", "bee", "cat"]
+    assert results["weakening_location"] == "random"
     assert results["train_class_counts"] == [12, 6, 4]  # exp:3 of 12 per class
     for key in ("eval_image_averaged_accuracy", "eval_class_averaged_accuracy", "eval_per_class_accuracy",
                 "train_per_class_accuracy"):
@@ -76,6 +77,9 @@ def test_saved_dataset_other_columns_grey_plain_python_and_failed_push(saved_dat
     # 30 images, batch 8 -> 4 steps per epoch: --max_train_steps 6 overrides --epochs 1 (2 epochs, 6 steps)
     assert results["steps"] == 6 and results["epochs_completed"] == 2
     assert results["train_class_counts"] == [10, 10, 5, 5]
+    # --weakening_location auto (the default), resolved for the CIFAR ResNet: in the results and on the card
+    assert results["weakening_location"] == "stage:1"
+    assert "stage:1 (auto)" in (out / "export" / "README.md").read_text()
     config = json.loads((out / "export" / "config.json").read_text())
     assert config["label_names"] == ["w", "x", "y", "z"] and config["model_args"]["in_chans"] == 1
     assert (out / "export" / "model.safetensors").stat().st_size > 10_000

@@ -22,10 +22,11 @@ from .state import RunState
 
 
 def write_results(output_dir: Path, state: RunState, class_counts: Sequence[int],
-                  class_names: Sequence[str]) -> Dict[str, Any]:
-    """``all_results.json``: the last epoch's metrics (never best-on-test), counts and training throughput."""
+                  class_names: Sequence[str], weakening_location: Optional[str] = None) -> Dict[str, Any]:
+    """``all_results.json``: the last epoch's metrics (never best-on-test), counts and training throughput, and
+    where the weakening was (``--weakening_location auto`` resolved; None: no weakening)."""
     last = state.history[-1] if state.history else {}
-    results = {"epochs_completed": state.epoch, "steps": state.step,
+    results = {"epochs_completed": state.epoch, "steps": state.step, "weakening_location": weakening_location,
                "train_seconds": round(state.train_seconds, 3),
                "train_samples_per_second": round(state.train_samples / state.train_seconds, 2)
                if state.train_seconds else None,
@@ -60,7 +61,10 @@ def run_model_card(config: Any, policy: Optional[Any], results: Mapping[str, Any
     """The model card of this run: data, the weakening (``policy``; None: a baseline), metrics, plots, command."""
     from ..hub import render_model_card
 
-    weakening = None if policy is None else {"enabled": True, "location": config.weakening_location,
+    location = results.get("weakening_location") or config.weakening_location
+    if config.weakening_location == "auto":
+        location += " (auto)"
+    weakening = None if policy is None else {"enabled": True, "location": location,
                                              "stop_epoch": config.weakening_stop_epoch, **policy.config()}
     metrics = {k: v for k, v in results.items() if k.startswith("eval_") and isinstance(v, (int, float))}
     return render_model_card(
