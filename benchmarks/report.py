@@ -5,13 +5,17 @@
     python benchmarks/report.py --spec benchmarks/configs/fmnist_lt_gpu_r32_e100.yaml --section gpu \
         --heading "GPU, ResNet-32, 100 epochs" --plot_prefix gpu_ \
         --plot_label "ResNet-32, 100 epochs, NVIDIA H200"          # results file named after the spec
+    python benchmarks/report.py --spec benchmarks/configs/families_e40.yaml --section families_confirm --no_plots \
+        --seeds 3 4 5 6 7 --summary_seeds 0 1 2 --profiles step100_convnext   # fresh seeds, summary chosen on 0-2
 
 Tables (markdown, percent, mean ± sample std over seeds, last-epoch metrics, never best-on-test):
   * main suite, one table per profile: class-/image-averaged accuracy, major/minor (step) or
     many/medium/few-shot (exp) accuracy, mean wall time per run;
   * paired differences vs CE on the same seed (class-averaged and minor / few-shot accuracy), and
     between the pairs of cells the spec lists under ``comparisons``;
-  * ablations (step100), with the main `weakening` cell as the default and `ce` as the baseline.
+  * ablations (step100), with the main `weakening` cell as the default and `ce` as the baseline;
+  * with --summary_seeds, first a summary: per profile the best re-balancer alone against the best Procrustean
+    cell, both chosen on those seeds and reported on --seeds (fresh ones, in a confirmation).
 They are printed and written into docs/RESULTS.md between the markers
 ``<!-- report:tables:start -->`` and ``<!-- report:tables:end -->`` (``--section`` names another pair, so
 several result files share one RESULTS.md; text outside the markers is never touched).
@@ -340,6 +344,60 @@ def _weakening_cells(spec: Dict[str, Any]) -> List[str]:
     return [c for c, v in (spec.get("main") or {}).items() if ((v or {}).get("overrides") or {}).get("weakening")]
 
 
+def summary_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], choose_seeds: Sequence[int],
+                  report_seeds: Optional[Sequence[int]] = None, heading: str = "Main suite") -> Optional[str]:
+    """Per profile, the best re-balancer alone against the best Procrustean cell: each chosen by its mean
+    class-averaged accuracy on ``choose_seeds``, then reported on ``report_seeds`` (fresh seeds; the choosing
+    seeds themselves where None, which the title then says), with the paired Δ, its interval, the sign count and
+    where the weakening was (the runs' resolved location, else the cell's option)."""
+    metric = "eval_class_averaged_accuracy"
+    weakening = _weakening_cells(spec)
+    main_cells = spec.get("main") or {}
+    rows = []
+    for profile in ordered_cells(list(spec.get("profiles") or {}), {r.get("profile") for r in records}):
+        runs = select(records, suite="main", profile=profile)
+        chosen = [r for r in runs if r.get("seed") in choose_seeds]
+
+        def best(cells: Iterable[str]) -> Optional[str]:
+            scored = [(mean_std((r.get("final") or {}).get(metric) for r in select(chosen, cell=c))[0], c)
+                      for c in cells]
+            scored = [(m, c) for m, c in scored if math.isfinite(m)]
+            return max(scored)[1] if scored else None
+
+        present = ordered_cells(list(main_cells), {r["cell"] for r in runs})
+        rebalancer = best(c for c in present if c not in weakening and c != BASELINE)
+        procrustean = best(c for c in present if c in weakening)
+        if rebalancer is None or procrustean is None:
+            continue
+        shown = [r for r in runs if r.get("seed") in (report_seeds if report_seeds is not None else choose_seeds)]
+        weakened, alone = select(shown, cell=procrustean), select(shown, cell=rebalancer)
+        if not weakened or not alone:
+            continue
+        d = paired_differences(weakened, alone, metric)
+        option = ((main_cells.get(procrustean) or {}).get("overrides") or {}).get("weakening_location", "default")
+        locations = sorted({str(r.get("weakening_location") or option) for r in weakened})
+        accuracy = [fmt_mean_std(*mean_std((r.get("final") or {}).get(metric) for r in cell_runs))
+                    for cell_runs in (alone, weakened)]
+        rows.append([profile, f"`{rebalancer}` {accuracy[0]}", f"`{procrustean}` {accuracy[1]}",
+                     fmt_mean_std(d["mean"], d["std"], d["n"], signed=True), fmt_interval(d["interval"]),
+                     f"{d['improved']}/{d['n']}", ", ".join(f"`{loc}`" for loc in locations)])
+    if not rows:
+        return None
+    chose, seeds = (" ".join(map(str, s)) for s in (choose_seeds, report_seeds if report_seeds is not None
+                                                    else choose_seeds))
+    if report_seeds is None or set(report_seeds) == set(choose_seeds):
+        how = f"chosen and reported on seeds {chose}: no fresh seeds"
+    elif set(report_seeds) & set(choose_seeds):
+        how = f"chosen on seeds {chose}, reported on seeds {seeds}, not all fresh"
+    else:
+        how = f"chosen on seeds {chose}, reported on fresh seeds {seeds}"
+    header = ["Profile", "Best re-balancer alone", "Best Procrustean", "Δ class-avg (pp)", "95% CI", "Seeds better",
+              "Location"]
+    return "\n\n".join([f"### {heading}: best re-balancer vs best Procrustean ({how})", markdown_table(header, rows),
+                         "Class-averaged test accuracy (%), mean ± std over the reported seeds; Δ: Procrustean minus "
+                         "re-balancer, paired by seed, 95% CI by paired bootstrap."])
+
+
 def success_bar_report(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], bar: SuccessBar = SuccessBar()) -> Optional[str]:
     """The bar checked on the results as they stand: met, not met, or pending (and whether it still can be met)."""
     metric = "eval_class_averaged_accuracy"
@@ -449,7 +507,7 @@ def ablation_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], prof
 
 def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source: str = "",
                  heading: str = "Main suite", success_bar: bool = False, pool: Sequence[str] = (),
-                 selection: str = "") -> str:
+                 selection: str = "", summary: Optional[str] = None) -> str:
     """All tables as one markdown block (what goes between the markers); ``selection`` says which of the source's
     runs they are (e.g. ", seeds 3 4 5 6 7")."""
     main_order = list(spec.get("main") or {})
@@ -470,6 +528,8 @@ def build_tables(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], source
         table = pooled_comparison_table(records, pool, spec.get("comparisons") or [], heading=heading)
         if table:
             parts.append(table)
+    if summary:
+        parts.insert(1, summary)
     if success_bar:
         bar = success_bar_report(records, spec)
         if bar:
@@ -672,6 +732,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="only these seeds' runs (a confirmation's fresh seeds, kept apart from the selection's)")
     parser.add_argument("--profiles", nargs="+", default=None, help="only these profiles' runs")
+    parser.add_argument("--summary_seeds", type=int, nargs="+", default=[], metavar="SEED",
+                        help="open with a summary: per profile, the best re-balancer alone and the best Procrustean "
+                        "cell, chosen on these seeds and reported on --seeds (or on these, if --seeds is not given)")
     args = parser.parse_args(argv)
     if args.results is None:
         args.results = str(ROOT / "benchmarks" / "results" / f"{Path(args.spec).stem}.jsonl")
@@ -680,21 +743,23 @@ def main(argv=None) -> int:
     for message in problems:
         print(f"note: {message}", file=sys.stderr)
     selection = ""
-    if args.seeds is not None:
-        records = [r for r in records if r.get("seed") in args.seeds]
-        selection += f", seeds {' '.join(map(str, args.seeds))}"
     if args.profiles is not None:
         records = [r for r in records if r.get("profile") in args.profiles]
         selection += f", profiles {' '.join(args.profiles)}"
+    every_seed = records  # the summary chooses on --summary_seeds, which --seeds may leave out
+    if args.seeds is not None:
+        records = [r for r in records if r.get("seed") in args.seeds]
+        selection = f", seeds {' '.join(map(str, args.seeds))}" + selection
     spec = load_spec(Path(args.spec)) if Path(args.spec).exists() else {}
     unknown = [p for p in args.pool if p not in (spec.get("profiles") or {})]
     if unknown:
         parser.error(f"--pool: {', '.join(unknown)} not among the spec's profiles ({', '.join(spec.get('profiles') or {})})")
     if len({tail_metric(p) for p in args.pool}) > 1:
         parser.error(f"--pool takes profiles of one kind (all step or all exp), got {', '.join(args.pool)}")
+    summary = summary_table(every_seed, spec, args.summary_seeds, args.seeds, heading=args.heading) \
+        if args.summary_seeds else None
     tables = build_tables(records, spec, source=_display_path(Path(args.results)), selection=selection,
-                          heading=args.heading,
-                          success_bar=args.success_bar, pool=args.pool)
+                          heading=args.heading, success_bar=args.success_bar, pool=args.pool, summary=summary)
     print(tables)
     docs = Path(args.docs)
     md = write_results_md(docs / "RESULTS.md", tables, args.section)

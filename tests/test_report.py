@@ -329,3 +329,31 @@ def test_seeds_and_profiles_select_the_runs_reported(results_file, tmp_path):
     weakening = next(line for line in text.splitlines() if line.startswith("| `weakening` | "))
     # seeds 1 and 2 only: 0.67 and 0.69, class-averaged
     assert weakening.split("|")[2].strip() == "2†" and weakening.split("|")[3].strip() == "68.0 ± 1.4†"
+
+
+def test_summary_chooses_on_some_seeds_and_reports_on_others():
+    """Best re-balancer alone vs best Procrustean cell: chosen on the selection seeds, reported on fresh ones."""
+    spec = {"profiles": {"step100": {}}, "main": {"ce": {}, "la": {}, "ldam": {},
+                                                   "pr_la": {"overrides": {"weakening": True}},
+                                                   "pr_ldam": {"overrides": {"weakening": True,
+                                                                             "weakening_location": "auto"}}}}
+    # on seeds 0-1, la beats ldam and pr_ldam beats pr_la; on seeds 2-4 the order flips for the re-balancers
+    acc = {"ce": [0.5] * 5, "la": [0.70, 0.70, 0.60, 0.61, 0.62], "ldam": [0.60, 0.60, 0.70, 0.70, 0.70],
+           "pr_la": [0.60] * 5, "pr_ldam": [0.72, 0.72, 0.63, 0.64, 0.66]}
+    records = []
+    for cell, values in acc.items():
+        for seed, value in enumerate(values):
+            record = _record("main", "ce", "step100", seed)
+            record.update(cell=cell, key=f"main/{cell}/step100/seed{seed}")
+            record["final"] = {**record["final"], "eval_class_averaged_accuracy": value}
+            if cell == "pr_ldam" and seed >= 2:
+                record["weakening_location"] = "stage:1"
+            records.append(record)
+    table = report.summary_table(records, spec, choose_seeds=[0, 1], report_seeds=[2, 3, 4], heading="H")
+    assert "chosen on seeds 0 1, reported on fresh seeds 2 3 4" in table
+    row = next(line for line in table.splitlines() if line.startswith("| step100 |")).split(" | ")
+    # la was chosen (seeds 0-1) although ldam is better on the fresh seeds: the choice is not revisited
+    assert row[1] == "`la` 61.0 ± 1.0" and row[2] == "`pr_ldam` 64.3 ± 1.5"
+    assert row[3] == "+3.3 ± 0.6" and row[5] == "3/3" and row[6].startswith("`stage:1`")
+    same = report.summary_table(records, spec, choose_seeds=[0, 1], heading="H")
+    assert "chosen and reported on seeds 0 1: no fresh seeds" in same and "`auto`" in same
