@@ -45,7 +45,7 @@ from procrustean.train.memory import keep_freed_memory
 from procrustean.train.metrics_log import MetricsLog
 from procrustean.train.outputs import export_run, run_model_card, write_plots, write_results
 from procrustean.train.progress_log import TrainingProgress, close_all as close_progress
-from procrustean.train.resume_check import check_model_fits, check_optimizer_fits
+from procrustean.train.resume_check import check_model_fits, check_optimizer_fits, check_weakening_location
 from procrustean.train.setup import (build_loss_and_drw, build_mixup, build_model, build_optimizer_and_scheduler,
                                      check_input_size, compile_plugin, mark_batch_dynamic)
 from procrustean.train.state import RunState
@@ -117,6 +117,7 @@ def training_function(config: TrainConfig) -> int:
     model = ProcrusteanModel(backbone, policy if weakening else None, location=config.weakening_location, loss=loss_fn)
     if resume_path is not None:  # the checkpoint's tensors must fit this model: else name the options that differ
         check_model_fits(resume_path, config, model)
+        check_weakening_location(resume_path, model.location if weakening else None)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     accelerator.print(histogram.format())
@@ -168,7 +169,8 @@ def training_function(config: TrainConfig) -> int:
     eval_loader, train_eval_loader = (accelerator.prepare(loader) if loader is not None else None
                                       for loader in (eval_loader, train_eval_loader))
     gradients = FeatureGradientMonitor(backbone, data.num_classes) if config.log_feature_gradients else None
-    state = RunState(PerClassAccuracy(data.num_classes), gradients)  # checkpointed as JSON (never pickle)
+    state = RunState(PerClassAccuracy(data.num_classes), gradients,  # checkpointed as JSON (never pickle)
+                     weakening_location=model.location if weakening else None)
 
     log = MetricsLog(output_dir, accelerator)
     if accelerator.is_main_process:

@@ -165,6 +165,18 @@ def test_resume_with_more_classes_names_the_classifier_and_the_data(finished_run
     assert f"--dataset '{imagefolder}' in the checkpoint, '{root}' now" in line
 
 
+def test_resume_that_would_weaken_elsewhere_names_both_locations(finished_run, imagefolder):
+    """The location keeps the state's shape, so only the run's record of it (auto resolved) can tell."""
+    before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()}
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "none", "--epochs", "2", "--output_dir",
+                str(finished_run), "--resume_from_checkpoint", "latest", *SMALL, "--weakening_location", "stage:2"],
+               launcher="python", check=False)
+    line = _refused(proc)
+    assert "the checkpoint's run weakened at stage:1, and this run would weaken at stage:2" in line
+    assert "Resume with --weakening_location stage:1, or start a new run." in line
+    assert {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()} == before  # nothing touched
+
+
 def test_resume_with_options_that_keep_the_state_continues_and_says_what_changed(finished_run, imagefolder, tmp_path):
     resumed = tmp_path / "resumed"
     shutil.copytree(finished_run, resumed)

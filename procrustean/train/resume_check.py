@@ -9,6 +9,7 @@ that do not change the state's shape (``--epochs``, ``--lr``, ...) may change on
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -110,6 +111,20 @@ def check_model_fits(checkpoint: Path, config: Any, model: nn.Module) -> None:
     problems = _tensor_mismatch(checkpoint, model)
     if problems:
         _refuse(checkpoint, config, problems)
+
+
+def check_weakening_location(checkpoint: Path, location: Optional[str]) -> None:
+    """Before anything is written: refuse a resume that would weaken elsewhere than the checkpoint's run did. The
+    location keeps the state's shape, so only the run's record of it (``--weakening_location auto`` resolved, in the
+    run state) can tell; a checkpoint written before that record was kept passes."""
+    from .checkpoints import RUN_STATE
+
+    path = Path(checkpoint) / RUN_STATE.format(0)
+    saved = json.loads(path.read_text(encoding="utf-8")).get("weakening_location") if path.is_file() else None
+    if saved and location and saved != location:
+        raise UsageError(f"--resume_from_checkpoint {checkpoint}: the checkpoint's run weakened at {saved}, and this "
+                         f"run would weaken at {location} (with --weakening_location auto, the location map may have "
+                         f"changed since). Resume with --weakening_location {saved}, or start a new run.")
 
 
 def check_optimizer_fits(checkpoint: Path, config: Any, optimizer: Any) -> List[str]:

@@ -9,8 +9,10 @@ from ..metrics.per_class import PerClassAccuracy
 class RunState:
     """Counters and epoch history that ``save_state`` must carry for an exact (mid-epoch) resume."""
 
-    def __init__(self, train_accuracy: PerClassAccuracy, gradients: Any = None):
+    def __init__(self, train_accuracy: PerClassAccuracy, gradients: Any = None,
+                 weakening_location: Optional[str] = None):
         self.gradients = gradients  # an optional FeatureGradientMonitor
+        self.weakening_location = weakening_location  # auto resolved; None: no weakening (resume_check reads it)
         self.epoch = 0
         self.step = 0
         self.batches_in_epoch = 0
@@ -32,7 +34,8 @@ class RunState:
                 "history": self.history, "train_accuracy": self.train_accuracy.state_dict(),
                 "last_checkpoint": self.last_checkpoint or "",
                 "train_seconds": self.train_seconds, "train_samples": self.train_samples,
-                "gradients": self.gradients.state_dict() if self.gradients is not None else {}}
+                "gradients": self.gradients.state_dict() if self.gradients is not None else {},
+                "weakening_location": self.weakening_location}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
