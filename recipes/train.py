@@ -115,9 +115,10 @@ def training_function(config: TrainConfig) -> int:
     mixup, mixup_loss = build_mixup(config, data.num_classes)  # the labels-mixed control, not Procrustean
     weakening = config.weakening and mixup is None
     model = ProcrusteanModel(backbone, policy if weakening else None, location=config.weakening_location, loss=loss_fn)
+    weakening_location = model.location if weakening else None  # auto resolved: recorded with the run
     if resume_path is not None:  # the checkpoint's tensors must fit this model: else name the options that differ
         check_model_fits(resume_path, config, model)
-        check_weakening_location(resume_path, model.location if weakening else None)
+        check_weakening_location(resume_path, weakening_location)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     accelerator.print(histogram.format())
@@ -170,7 +171,7 @@ def training_function(config: TrainConfig) -> int:
                                       for loader in (eval_loader, train_eval_loader))
     gradients = FeatureGradientMonitor(backbone, data.num_classes) if config.log_feature_gradients else None
     state = RunState(PerClassAccuracy(data.num_classes), gradients,  # checkpointed as JSON (never pickle)
-                     weakening_location=model.location if weakening else None)
+                     weakening_location=weakening_location)
 
     log = MetricsLog(output_dir, accelerator)
     if accelerator.is_main_process:
@@ -186,7 +187,7 @@ def training_function(config: TrainConfig) -> int:
         """all_results.json, plots/, the model card and export/ (main process): at the end, and at each save
         while publishing (so the Hub gets the latest weights and metrics)."""
         results = write_results(output_dir, state, histogram.counts, data.class_names,
-                                weakening_location=model.location if weakening else None)
+                                weakening_location=weakening_location)
         plots = write_plots(output_dir, state.history, data.class_names, histogram.counts)
         card = run_model_card(config, policy if weakening else None, results, plots)
         data_config = model_data_config(backbone, **geometry_options)
