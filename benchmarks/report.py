@@ -353,6 +353,7 @@ def summary_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], choos
     metric = "eval_class_averaged_accuracy"
     weakening = _weakening_cells(spec)
     main_cells = spec.get("main") or {}
+    reported = report_seeds if report_seeds is not None else choose_seeds
     rows = []
     for profile in ordered_cells(list(spec.get("profiles") or {}), {r.get("profile") for r in records}):
         runs = select(records, suite="main", profile=profile)
@@ -369,7 +370,7 @@ def summary_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], choos
         procrustean = best(c for c in present if c in weakening)
         if rebalancer is None or procrustean is None:
             continue
-        shown = [r for r in runs if r.get("seed") in (report_seeds if report_seeds is not None else choose_seeds)]
+        shown = [r for r in runs if r.get("seed") in reported]
         weakened, alone = select(shown, cell=procrustean), select(shown, cell=rebalancer)
         if not weakened or not alone:
             continue
@@ -383,11 +384,10 @@ def summary_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], choos
                      f"{d['improved']}/{d['n']}", ", ".join(f"`{loc}`" for loc in locations)])
     if not rows:
         return None
-    chose, seeds = (" ".join(map(str, s)) for s in (choose_seeds, report_seeds if report_seeds is not None
-                                                    else choose_seeds))
-    if report_seeds is None or set(report_seeds) == set(choose_seeds):
+    chose, seeds = (" ".join(map(str, s)) for s in (choose_seeds, reported))
+    if set(reported) == set(choose_seeds):
         how = f"chosen and reported on seeds {chose}: no fresh seeds"
-    elif set(report_seeds) & set(choose_seeds):
+    elif set(reported) & set(choose_seeds):
         how = f"chosen on seeds {chose}, reported on seeds {seeds}, not all fresh"
     else:
         how = f"chosen on seeds {chose}, reported on fresh seeds {seeds}"

@@ -186,8 +186,7 @@ def training_function(config: TrainConfig) -> int:
     def write_outputs(verify: bool = True) -> Path:
         """all_results.json, plots/, the model card and export/ (main process): at the end, and at each save
         while publishing (so the Hub gets the latest weights and metrics)."""
-        results = write_results(output_dir, state, histogram.counts, data.class_names,
-                                weakening_location=weakening_location)
+        results = write_results(output_dir, state, histogram.counts, data.class_names)
         plots = write_plots(output_dir, state.history, data.class_names, histogram.counts)
         card = run_model_card(config, policy if weakening else None, results, plots)
         data_config = model_data_config(backbone, **geometry_options)

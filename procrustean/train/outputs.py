@@ -22,11 +22,11 @@ from .state import RunState
 
 
 def write_results(output_dir: Path, state: RunState, class_counts: Sequence[int],
-                  class_names: Sequence[str], weakening_location: Optional[str] = None) -> Dict[str, Any]:
+                  class_names: Sequence[str]) -> Dict[str, Any]:
     """``all_results.json``: the last epoch's metrics (never best-on-test), counts and training throughput, and
     where the weakening was (``--weakening_location auto`` resolved; None: no weakening)."""
     last = state.history[-1] if state.history else {}
-    results = {"epochs_completed": state.epoch, "steps": state.step, "weakening_location": weakening_location,
+    results = {"epochs_completed": state.epoch, "steps": state.step, "weakening_location": state.weakening_location,
                "train_seconds": round(state.train_seconds, 3),
                "train_samples_per_second": round(state.train_samples / state.train_seconds, 2)
                if state.train_seconds else None,
