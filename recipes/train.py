@@ -86,7 +86,7 @@ def training_function(config: TrainConfig) -> int:
                               label_column=config.label_column, train_split=config.train_split,
                               eval_split=config.eval_split)
     train_set = data.train
-    if config.imbalance != "none":
+    if config.imbalance != "none" or config.max_per_class is not None:  # with none: max_per_class of every class
         train_set = make_imbalanced(train_set, config.imbalance, label_column=data.label_column, seed=config.seed,
                                     max_per_class=config.max_per_class, num_classes=data.num_classes,
                                     class_order=config.imbalance_class_order)

@@ -180,13 +180,14 @@ def test_mixup_control_and_diagnostics_are_logged(imagefolder, tmp_path):
     assert float(table[1]["eval_class_averaged_accuracy"]) == rows[1]["eval_class_averaged_accuracy"]
 
 
-def test_data_without_a_held_out_split_still_exports(imagefolder, tmp_path):
+def test_data_without_a_held_out_split_still_exports_and_max_per_class_caps_a_balanced_set(imagefolder, tmp_path):
     import shutil
 
     root = tmp_path / "only-train"
     shutil.copytree(imagefolder / "train", root / "train")
     out = tmp_path / "run"
-    run(["--dataset", str(root), "--imbalance", "none", "--epochs", "1", "--output_dir", str(out),
-         "--verify_images", "false", *SMALL], launcher="python")
+    run(["--dataset", str(root), "--imbalance", "none", "--max_per_class", "5", "--epochs", "1",
+         "--output_dir", str(out), "--verify_images", "false", *SMALL], launcher="python")
+    assert json.loads((out / "all_results.json").read_text())["train_class_counts"] == [5, 5, 5]  # balanced subset
     card = (out / "export" / "README.md").read_text()
     assert "No held-out split was evaluated" in card and (out / "export" / "model.safetensors").exists()

@@ -40,7 +40,8 @@ class TrainConfig:
                                                        "profile's k-th count, largest first (a permutation of the "
                                                        "class ids; default: label order)."})
     max_per_class: Optional[int] = field(default=None, metadata={"help": "n_max of the profile (default: the "
-                                         "largest class available)."})
+                                         "largest class available); with --imbalance none, a balanced subset of "
+                                         "max_per_class images of every class."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate on a seeded subset."})
     verify_images: bool = field(default=True, metadata={"help": "Open every image once before training."})
     data_path: str = field(default="pil", metadata={"help": "pil: timm's per-sample transforms in the DataLoader; "
