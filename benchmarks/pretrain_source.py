@@ -10,6 +10,7 @@ of its 10 classes), at the panel's geometry (1 grey channel, 32 px, nothing crop
 recipe's export, ``OUTPUT_DIR/export`` (timm's Hub layout), which the fine-tuning suite loads as
 ``--model local-dir:OUTPUT_DIR/export --pretrained true --reset_classifier true``. Weights are never committed;
 the command and the source's test accuracy are printed, and saved in ``OUTPUT_DIR/pretrain_source.json``.
+Re-running the command resumes an interrupted source from its last epoch and leaves a finished one as it is.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from procrustean.train.checkpoints import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRA_FAMILIES = {"resnet32": {"model": "resnet32_cifar", "optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0002}}
@@ -59,13 +62,23 @@ def main(argv=None) -> None:
         parser.error(f"unknown family {args.family!r}; the spec has {', '.join(families)}")
     args.output_dir = args.output_dir.absolute()
     cmd = source_command(families[args.family], args)
-    print(shlex.join(["python", *cmd[1:]]), flush=True)
+    command = shlex.join(["python", *cmd[1:]])
+    done = args.output_dir / "pretrain_source.json"
+    if done.exists():  # resumable like the suites: a finished source is kept, another one is never overwritten
+        if json.loads(done.read_text())["command"] != command:
+            parser.error(f"{args.output_dir} holds a source pretrained by another command (see {done}); "
+                         "choose another --output_dir or delete that one")
+        print(f"{args.family}: already pretrained, {done.read_text().strip()}")
+        return
+    if list_checkpoints(args.output_dir):  # interrupted: go on from its last epoch (the recipe checks it is this run)
+        cmd += ["--resume_from_checkpoint", "latest"]
+    print(command, flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
     results = json.loads((args.output_dir / "all_results.json").read_text())
-    summary = {"family": args.family, "command": shlex.join(["python", *cmd[1:]]),
+    summary = {"family": args.family, "command": command,
                "export": str(args.output_dir / "export"),
                "source_test_accuracy": results.get("eval_class_averaged_accuracy")}
-    (args.output_dir / "pretrain_source.json").write_text(json.dumps(summary, indent=1) + "\n")
+    done.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))
 
 

@@ -1,4 +1,4 @@
-"""The tools the throughput benchmark stands on: the step clock times any loop from outside, and stops it."""
+"""The tools the benchmarks stand on: the step clock times any loop from outside, and stops it; the fine-tuning chain."""
 import json
 import subprocess
 import sys
@@ -60,3 +60,32 @@ def test_prepare_digits_splits_opencvs_sheet_into_a_balanced_test_set_and_a_disj
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prepare_digits.py"), "--digits_png", str(wrong),
                            "--output_dir", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "not OpenCV's 2000x1000" in proc.stderr
+
+
+def test_pretrain_source_resumes_an_interrupted_source_and_keeps_a_finished_one(imagefolder, tmp_path):
+    """The fine-tuning chain resumes like the suites: an interrupted source goes on from its last epoch, a finished
+    one is kept, and a finished one made by another command is never overwritten."""
+    import shutil
+
+    out = tmp_path / "source"
+    source = [sys.executable, str(ROOT / "benchmarks" / "pretrain_source.py"), "--family", "mobilenetv3",
+              "--output_dir", str(out), "--dataset", str(imagefolder), "--max_per_class", "4", "--epochs", "2"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(source, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads((out / "pretrain_source.json").read_text())
+    assert "--imbalance none --max_per_class 4" in summary["command"] and (out / "export" / "model.safetensors").exists()
+    assert json.loads((out / "all_results.json").read_text())["train_class_counts"] == [4, 4, 4]
+
+    (out / "pretrain_source.json").unlink()  # as if killed during the last epoch: only epoch 1's checkpoint is left
+    checkpoints = sorted((out / "checkpoints").iterdir(), key=lambda p: int(p.name.split("_")[-1]))
+    shutil.rmtree(checkpoints[-1])
+    resumed = subprocess.run(source, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stdout and "step_" in resumed.stdout
+    assert json.loads((out / "pretrain_source.json").read_text()) == summary
+
+    again = subprocess.run(source, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert again.returncode == 0 and "already pretrained" in again.stdout
+    other = subprocess.run([*source, "--seed", "1"], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert other.returncode == 2 and "pretrained by another command" in other.stderr
