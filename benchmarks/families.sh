@@ -14,14 +14,19 @@
 #   python3 -m venv /work/venv-suite && /work/venv-suite/bin/pip install -r <(git show bd78e38:requirements.txt) -e .
 #   PYTHONPATH=$PWD PYTHON=/work/venv-suite/bin/python RESULTS=/work/main/benchmarks/results/families_e40.jsonl \
 #       HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 nohup bash benchmarks/families.sh &
-# (FAMILIES="vit regnet" runs only those; JOBS sets the runs in parallel, one thread each on 2 cores.)
+# (FAMILIES="vit regnet" runs only those; JOBS sets the runs in parallel, one thread each on 2 cores. SPEC and
+# SUITE_VARS, the spec's --var NAME=VALUE pairs, let benchmarks/finetune.sh run its spec's phases through this.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SPEC=benchmarks/configs/families_e40.yaml
+SPEC=${SPEC:-benchmarks/configs/families_e40.yaml}
 RESULTS=${RESULTS:-benchmarks/results/families_e40.jsonl}
 PYTHON=${PYTHON:-python}
 SEEDS=${SEEDS:-0 1 2}
-suite() { "$PYTHON" benchmarks/accuracy_suite.py --spec "$SPEC" --results "$RESULTS" --jobs "${JOBS:-2}" "$@"; }
+spec_vars=()
+# shellcheck disable=SC2206
+[ -z "${SUITE_VARS:-}" ] || spec_vars=(--var ${SUITE_VARS})
+suite() { "$PYTHON" benchmarks/accuracy_suite.py --spec "$SPEC" "${spec_vars[@]}" --results "$RESULTS" \
+    --jobs "${JOBS:-2}" "$@"; }
 for family in ${FAMILIES:-convnext vit mobilenetv3 regnet}; do
     if [ "${PHASE:-1}" = 1 ]; then
         suite --suite main --only ce --profiles "step100_$family" --seeds 0 1 2

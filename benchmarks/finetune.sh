@@ -14,10 +14,9 @@
 #       SOURCES=/work/ft/sources TARGET=/work/ft/digits DIGITS_PNG=.../digits.png \
 #       HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 FAMILIES=mobilenetv3 nohup bash benchmarks/finetune.sh &
 # (FAMILIES: default "mobilenetv3 convnext regnet vit resnet32", cheapest source first; JOBS: runs in parallel,
-# one thread each on 2 cores.)
+# one thread each on 2 cores.) The phases run through benchmarks/families.sh with this spec (paths without spaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SPEC=benchmarks/configs/finetune_digits.yaml
 RESULTS=${RESULTS:-benchmarks/results/finetune_digits.jsonl}
 PYTHON=${PYTHON:-python}
 SOURCES=${SOURCES:-sources}
@@ -27,20 +26,10 @@ if [ ! -f "$TARGET/dataset_dict.json" ]; then
     "$PYTHON" benchmarks/prepare_digits.py --digits_png "${DIGITS_PNG:?set DIGITS_PNG to the path of OpenCV digits.png (see benchmarks/prepare_digits.py)}" \
         --output_dir "$TARGET"
 fi
-suite() { "$PYTHON" benchmarks/accuracy_suite.py --spec "$SPEC" --var sources="$SOURCES" target="$TARGET" \
-    --results "$RESULTS" --jobs "${JOBS:-2}" "$@"; }
 for family in ${FAMILIES:-mobilenetv3 convnext regnet vit resnet32}; do
     OMP_NUM_THREADS=${SOURCE_THREADS:-2} "$PYTHON" benchmarks/pretrain_source.py --family "$family" \
         --output_dir "$SOURCES/$family"
-    if [ "${PHASE:-1}" = 1 ]; then
-        suite --suite main --only ce --profiles "step100_$family" --seeds 0 1 2
-        suite --suite ablations --profiles "step100_$family" --seeds 0 1 2
-    else
-        by_seed=()
-        [ "$SEEDS" = "0 1 2" ] || by_seed=(--by_seed)
-        profiles=()
-        for kind in ${PROFILES:-step100}; do profiles+=("${kind}_$family"); done
-        # shellcheck disable=SC2086
-        suite --suite main --profiles "${profiles[@]}" --seeds $SEEDS "${by_seed[@]}"
-    fi
+    SPEC=benchmarks/configs/finetune_digits.yaml RESULTS=$RESULTS PYTHON=$PYTHON SEEDS=$SEEDS \
+        PROFILES=${PROFILES:-step100} SUITE_VARS="sources=$SOURCES target=$TARGET" FAMILIES=$family \
+        bash benchmarks/families.sh
 done
