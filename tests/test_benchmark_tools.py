@@ -1,5 +1,6 @@
 """The tools the benchmarks stand on: the step clock times any loop from outside, and stops it; the fine-tuning chain."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,10 +68,12 @@ def test_pretrain_source_resumes_an_interrupted_source_and_keeps_a_finished_one(
     one is kept, and a finished one made by another command is never overwritten."""
     import shutil
 
+    from procrustean.train.checkpoints import list_checkpoints
+
     out = tmp_path / "source"
     source = [sys.executable, str(ROOT / "benchmarks" / "pretrain_source.py"), "--family", "mobilenetv3",
               "--output_dir", str(out), "--dataset", str(imagefolder), "--max_per_class", "4", "--epochs", "2"]
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.run(source, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert first.returncode == 0, first.stderr[-3000:]
     summary = json.loads((out / "pretrain_source.json").read_text())
@@ -78,8 +81,7 @@ def test_pretrain_source_resumes_an_interrupted_source_and_keeps_a_finished_one(
     assert json.loads((out / "all_results.json").read_text())["train_class_counts"] == [4, 4, 4]
 
     (out / "pretrain_source.json").unlink()  # as if killed during the last epoch: only epoch 1's checkpoint is left
-    checkpoints = sorted((out / "checkpoints").iterdir(), key=lambda p: int(p.name.split("_")[-1]))
-    shutil.rmtree(checkpoints[-1])
+    shutil.rmtree(list_checkpoints(out)[-1])
     resumed = subprocess.run(source, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stdout and "step_" in resumed.stdout

@@ -84,10 +84,10 @@ class TrainConfig:
                                     "stage:K, pre_logits or random."})
     weakening_rule: str = field(default="progress", metadata={"help": "progress (default, and every shipped "
                                 "config's: from the measured per-class training accuracy, the count rule as prior; "
-                                "best measured with LDAM-DRW in long training; in short budgets level with its loss alone on "
-                                "the CIFAR ResNets, MobileNetV3 and RegNet, below it on a ViT) or power ((n_c / n_max) ** gamma from the class counts; with logit "
-                                "adjustment in long training the stronger on some class orders). docs/RESULTS.md, "
-                                "Defaults."})
+                                "best measured with LDAM-DRW in long training; in short budgets level with its loss "
+                                "alone on the CIFAR ResNets, MobileNetV3 and RegNet, below it on a ViT) or power "
+                                "((n_c / n_max) ** gamma from the class counts; with logit adjustment in long "
+                                "training the stronger on some class orders). docs/RESULTS.md, Defaults."})
     weakening_gamma: float = field(default=1.0, metadata={"help": "Exponent of the power rule."})
     lam_min: float = field(default=0.5, metadata={"help": "Smallest own share (uniform)."})
     lam_max: float = field(default=1.0, metadata={"help": "Largest own share (uniform)."})
