@@ -1,11 +1,11 @@
 """Where to weaken a given backbone: the measured map behind ``location="auto"`` (the default).
 
-Which location helps depends on the architecture, so ``auto`` looks the backbone's family (its timm class) up in
-``MEASURED_LOCATIONS``; every entry names the RESULTS table that chose it. A family we have not measured gets the
-rule measured across the families that were, and says so: ``stage:1`` for a hierarchical backbone (stages that
-downsample), ``input`` for an isotropic one (every block at one resolution, as a ViT). The map only grows with
-measurements (``benchmarks/configs/families_e40.yaml``, location ablation per family; docs/RESULTS.md, "Families
-and fine-tuning").
+Which location helps depends on the architecture and on whether the backbone starts from pretrained weights, so
+``auto`` looks the backbone's family (its timm class) up in ``MEASURED_LOCATIONS`` (trained from scratch) or
+``MEASURED_FINE_TUNING_LOCATIONS`` (fine-tuned); every entry names the RESULTS table that chose it. A family we have
+not measured gets the rule measured across the families that were, and says so. The maps only grow with
+measurements (``benchmarks/configs/families_e40.yaml`` and ``finetune_digits.yaml``, a location ablation per family;
+docs/RESULTS.md, "Families and fine-tuning").
 """
 from __future__ import annotations
 
@@ -42,6 +42,16 @@ MEASURED_LOCATIONS: Dict[str, MeasuredLocation] = {
                                                    "step100_vit' (a 4-block ViT from scratch, selection seeds 0-2)"),
 }
 
+# Fine-tuning: a backbone pretrained on a balanced source (benchmarks/pretrain_source.py), fine-tuned with a new head on
+# OpenCV's digits made long-tailed (step-100: 5 x 400 + 5 x 4 images), 30 epochs, benchmarks/configs/finetune_digits.yaml
+MEASURED_FINE_TUNING_LOCATIONS: Dict[str, MeasuredLocation] = {
+    # mobilenetv3_small_050 fine-tuned, seeds 0-2: stage:3 (24 channels at stride 16, the last boundary but one)
+    # +4.1 pp over CE (3/3, [+3.2, +5.0]), best of 7 locations; every boundary inside the network helped, the deeper
+    # the more (stage:0 +1.0 ... stage:3), the pixels hurt (-1.7). From scratch it was stage:0.
+    "MobileNetV3": MeasuredLocation("stage:3", "docs/RESULTS.md, 'Families and fine-tuning', 'Fine-tuning, phase 1' "
+                                               "(MobileNetV3-small-0.5 fine-tuned, selection seeds 0-2)"),
+}
+
 # The rule for a family never measured, from the families that were (docs/RESULTS.md, 'Families and fine-tuning'):
 # in every hierarchical network (stages that downsample: the CIFAR ResNet, ConvNeXt, MobileNetV3, RegNet) the second
 # stage boundary improved on CE (+4.5, +2.3, +1.3, +1.7 pp); in the isotropic ViT (every block at one resolution)
@@ -61,8 +71,14 @@ def backbone_family(backbone: nn.Module) -> str:
     return type(backbone).__name__
 
 
-def auto_location(backbone: nn.Module) -> MeasuredLocation:
-    """The measured location for ``backbone``'s family, else the documented rule: isotropic or hierarchical."""
+def auto_location(backbone: nn.Module, fine_tuning: bool = False) -> MeasuredLocation:
+    """The measured location for ``backbone``'s family, else the documented rule: isotropic or hierarchical.
+
+    ``fine_tuning``: the backbone starts from pretrained weights, whose early features already serve every class, so
+    the locations measured in fine-tuning apply (the MobileNetV3 measured wants a deeper one than from scratch)."""
+    if fine_tuning:
+        measured = MEASURED_FINE_TUNING_LOCATIONS.get(backbone_family(backbone))
+        return measured if measured is not None else fine_tuning_fallback(backbone)
     measured = MEASURED_LOCATIONS.get(backbone_family(backbone))
     if measured is not None:
         return measured
@@ -79,3 +95,8 @@ def feature_info_values(backbone: nn.Module, key: str) -> List[Any]:
         return []
     entries = info.info if hasattr(info, "module_name") else info  # a timm FeatureInfo object (features_only models)
     return [entry[key] for entry in entries if isinstance(entry, dict) and key in entry]
+
+
+def fine_tuning_fallback(backbone: nn.Module) -> MeasuredLocation:
+    """The rule for a fine-tuned family without a fine-tuning ablation of its own: the from-scratch rule."""
+    return auto_location(backbone)

@@ -12,7 +12,8 @@ Locations (``supported_locations``):
                     the head also covers distilled twin heads (DeiT, LeViT, EfficientFormer) and
                     convolutional classifiers (DLA);
 * ``random``     -- one of the above, drawn per batch from the policy's generator;
-* ``auto``       -- the default (``DEFAULT_LOCATION``): the location measured for the backbone's family
+* ``auto``       -- the default (``DEFAULT_LOCATION``): the location measured for the backbone's family,
+                    from scratch or, with ``fine_tuning=True`` (a pretrained backbone), in fine-tuning
                     (``procrustean/location_map.py``), resolved when the model is built; ``.location``
                     then holds the concrete location and ``.location_evidence`` why.
 
@@ -71,12 +72,14 @@ class ProcrusteanModel(nn.Module):
 
     ``forward(pixel_values, labels=None)`` gives ``.logits`` and, with labels, ``.loss`` from ``loss``
     (any ``(logits, labels) -> scalar`` module; cross-entropy by default), so ``transformers.Trainer``
-    and Accelerate loops can train it directly.
+    and Accelerate loops can train it directly. ``fine_tuning=True`` says the backbone starts from pretrained
+    weights: ``auto`` then resolves to the location measured in fine-tuning, which can differ from scratch's.
     """
 
     def __init__(self, backbone: nn.Module, policy: Optional[WeakeningPolicy] = None,
-                 location: str = DEFAULT_LOCATION, loss: Optional[nn.Module] = None):
+                 location: str = DEFAULT_LOCATION, loss: Optional[nn.Module] = None, fine_tuning: bool = False):
         super().__init__()
+        self.fine_tuning = fine_tuning
         self.backbone = _unwrap_backbone(backbone)
         for method in ("forward_features", "forward_head", "get_classifier"):
             if not callable(getattr(self.backbone, method, None)):
@@ -121,7 +124,7 @@ class ProcrusteanModel(nn.Module):
     def location(self, location: str) -> None:
         self.location_evidence = "given"
         if check_location_name(location) == "auto":
-            location, self.location_evidence = auto_location(self.backbone)
+            location, self.location_evidence = auto_location(self.backbone, fine_tuning=self.fine_tuning)
         self._location = self._check_location(location)
 
     def _check_location(self, location: str) -> str:
@@ -256,8 +259,10 @@ class ProcrusteanModel(nn.Module):
     @classmethod
     def from_timm(cls, model_name: str, policy: Optional[WeakeningPolicy] = None, location: str = DEFAULT_LOCATION,
                   loss: Optional[nn.Module] = None, **create_kwargs: Any) -> "ProcrusteanModel":
-        """``timm.create_model(model_name, **create_kwargs)`` wrapped; unknown names fail with suggestions."""
-        return cls(create_timm_model(model_name, **create_kwargs), policy, location, loss)
+        """``timm.create_model(model_name, **create_kwargs)`` wrapped; unknown names fail with suggestions. With
+        ``pretrained=True`` it is fine-tuning, and ``auto`` resolves to the fine-tuning location."""
+        return cls(create_timm_model(model_name, **create_kwargs), policy, location, loss,
+                   fine_tuning=bool(create_kwargs.get("pretrained", False)))
 
 
 class _GeneratorState(nn.Module):

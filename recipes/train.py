@@ -114,7 +114,8 @@ def training_function(config: TrainConfig) -> int:
     loss_fn, drw = build_loss_and_drw(config, histogram.counts)
     mixup, mixup_loss = build_mixup(config, data.num_classes)  # the labels-mixed control, not Procrustean
     weakening = config.weakening and mixup is None
-    model = ProcrusteanModel(backbone, policy if weakening else None, location=config.weakening_location, loss=loss_fn)
+    model = ProcrusteanModel(backbone, policy if weakening else None, location=config.weakening_location, loss=loss_fn,
+                             fine_tuning=config.pretrained)
     weakening_location = model.location if weakening else None  # auto resolved: recorded with the run
     if resume_path is not None:  # the checkpoint's tensors must fit this model: else name the options that differ
         check_model_fits(resume_path, config, model)

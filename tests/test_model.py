@@ -225,6 +225,29 @@ def test_auto_location_uses_the_measured_map_and_says_why():
         assert "docs/RESULTS.md" in evidence, family
 
 
+def test_auto_location_in_fine_tuning_uses_the_fine_tuning_map():
+    from procrustean.location_map import MEASURED_FINE_TUNING_LOCATIONS, MEASURED_LOCATIONS, fine_tuning_fallback
+
+    mobile = timm.create_model("mobilenetv3_small_050", num_classes=NUM_CLASSES)
+    scratch = ProcrusteanModel(mobile, None, location="auto")
+    tuned = ProcrusteanModel(mobile, None, location="auto", fine_tuning=True)
+    assert (scratch.location, scratch.location_evidence) == MEASURED_LOCATIONS["MobileNetV3"]
+    assert (tuned.location, tuned.location_evidence) == MEASURED_FINE_TUNING_LOCATIONS["MobileNetV3"]
+    assert tuned.location != scratch.location  # the measured reason for a second map
+    unmeasured = timm.create_model("test_efficientnet", num_classes=NUM_CLASSES)
+    assert type(unmeasured).__name__ not in MEASURED_FINE_TUNING_LOCATIONS
+    model = ProcrusteanModel(unmeasured, None, location="auto", fine_tuning=True)
+    assert (model.location, model.location_evidence) == fine_tuning_fallback(unmeasured)
+    assert ProcrusteanModel(mobile, None, location="stage:1", fine_tuning=True).location == "stage:1"  # given wins
+    # from_timm(..., pretrained=True) is fine-tuning (no download here: the weights are the ones just built)
+    model = ProcrusteanModel.from_timm("mobilenetv3_small_050", None, pretrained=True, num_classes=NUM_CLASSES,
+                                       pretrained_cfg_overlay=dict(state_dict=mobile.state_dict()))
+    assert model.fine_tuning and model.location == MEASURED_FINE_TUNING_LOCATIONS["MobileNetV3"].location
+    for family, (location, evidence) in MEASURED_FINE_TUNING_LOCATIONS.items():
+        assert location == "input" or location == "pre_logits" or location.startswith("stage:"), family
+        assert "docs/RESULTS.md" in evidence and "fine-tun" in evidence, family
+
+
 def test_a_compiled_backbone_is_unwrapped_to_its_modules():
     backbone = timm.create_model("resnet8_cifar", num_classes=NUM_CLASSES)
     compiled = torch.compile(backbone)

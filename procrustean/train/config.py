@@ -78,9 +78,10 @@ class TrainConfig:
     # ---------------------------------------------------------------- weakening
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "auto (default: the location measured "
-                                    "for the model's family, or for a family never measured the rule measured across "
-                                    "families: stage:1 if it downsamples in stages, input if it is isotropic like a "
-                                    "ViT; procrustean/location_map.py, printed at start-up with its evidence), input, "
+                                    "for the model's family, from scratch or, with --pretrained true, in fine-tuning; "
+                                    "for a family never measured the rule measured across families: from scratch "
+                                    "stage:1 if it downsamples in stages, input if it is isotropic like a ViT; "
+                                    "procrustean/location_map.py, printed at start-up with its evidence), input, "
                                     "stage:K, pre_logits or random."})
     weakening_rule: str = field(default="progress", metadata={"help": "progress (default, and every shipped "
                                 "config's: from the measured per-class training accuracy, the count rule as prior; "
