@@ -31,7 +31,7 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from .losses import CrossEntropyLoss
-from .location_map import auto_location, feature_info_values
+from .location_map import auto_location, classifier_modules, feature_info_values
 from .models.factory import create_timm_model, inner_timm_model
 from .policy import WeakeningDraws, WeakeningPlan, WeakeningPolicy
 from .errors import UsageError
@@ -97,7 +97,7 @@ class ProcrusteanModel(nn.Module):
         self.loss = loss if loss is not None else CrossEntropyLoss()
         self.weakening_enabled = True
         self._stage_names = _stage_modules(self.backbone)
-        self._classifiers = self._classifier_modules()
+        self._classifiers = classifier_modules(self.backbone)
         # the generator that draws plans when no collator draws are given: its state is in the model's state_dict,
         # so any checkpoint of the model (accelerate's, Trainer's) resumes its draws exactly
         self.generator_state = _GeneratorState(policy.generator) if policy is not None else None
@@ -140,11 +140,6 @@ class ProcrusteanModel(nn.Module):
             why = " (it has no classifier module: build it with num_classes > 0)"
         raise UsageError(f"Weakening location {location!r} is not supported for "
                          f"{type(self.backbone).__name__}{why}; supported: {self.supported_locations}.")
-
-    def _classifier_modules(self) -> List[nn.Module]:
-        classifier = self.backbone.get_classifier()
-        heads = list(classifier) if isinstance(classifier, (tuple, list)) else [classifier]
-        return [h for h in heads if isinstance(h, nn.Module) and not isinstance(h, nn.Identity)]
 
     def _concrete_locations(self) -> List[str]:
         return [loc for loc in self.supported_locations if loc != "random"]

@@ -127,6 +127,10 @@ def training_function(config: TrainConfig) -> int:
                               if config.weakening_location == "auto" else "")
     accelerator.print(f"\nWeakening ({'on' if weakening else 'off'}, at {where}):\n"
                       + policy.summary(data.class_names))
+    if weakening and config.pretrained:
+        accelerator.print("Fine-tuning a pretrained backbone: on the families measured, the weakening on top of a "
+                          "re-balancing loss did not beat the loss alone (docs/RESULTS.md, 'Families and fine-tuning'); "
+                          "--weakening false trains without it.")
 
     geometry_options = dict(img_size=config.img_size, mean=config.mean, std=config.std, crop_pct=config.crop_pct,
                             interpolation=config.interpolation)

@@ -226,7 +226,8 @@ def test_auto_location_uses_the_measured_map_and_says_why():
 
 
 def test_auto_location_in_fine_tuning_uses_the_fine_tuning_map():
-    from procrustean.location_map import MEASURED_FINE_TUNING_LOCATIONS, MEASURED_LOCATIONS, fine_tuning_fallback
+    from procrustean.location_map import (FALLBACK_LOCATION, FINE_TUNING_FALLBACK_LOCATION,
+                                          MEASURED_FINE_TUNING_LOCATIONS, MEASURED_LOCATIONS)
 
     mobile = timm.create_model("mobilenetv3_small_050", num_classes=NUM_CLASSES)
     scratch = ProcrusteanModel(mobile, None, location="auto")
@@ -237,7 +238,10 @@ def test_auto_location_in_fine_tuning_uses_the_fine_tuning_map():
     unmeasured = timm.create_model("test_efficientnet", num_classes=NUM_CLASSES)
     assert type(unmeasured).__name__ not in MEASURED_FINE_TUNING_LOCATIONS
     model = ProcrusteanModel(unmeasured, None, location="auto", fine_tuning=True)
-    assert (model.location, model.location_evidence) == fine_tuning_fallback(unmeasured)
+    assert (model.location, model.location_evidence) == FINE_TUNING_FALLBACK_LOCATION == ("pre_logits", model.location_evidence)
+    headless = timm.create_model("test_efficientnet", num_classes=0)  # no classifier to weaken the input of
+    model = ProcrusteanModel(headless, None, location="auto", fine_tuning=True)
+    assert (model.location, model.location_evidence) == FALLBACK_LOCATION
     assert ProcrusteanModel(mobile, None, location="stage:1", fine_tuning=True).location == "stage:1"  # given wins
     # from_timm(..., pretrained=True) is fine-tuning (no download here: the weights are the ones just built)
     model = ProcrusteanModel.from_timm("mobilenetv3_small_050", None, pretrained=True, num_classes=NUM_CLASSES,

@@ -210,3 +210,23 @@ def test_torch_compile_options_follow_transformers():
         parse_config(["--torch_compile_mode", "fastest"])
     with pytest.raises(UsageError, match="--torch_compile_backend"):
         parse_config(["--torch_compile_backend", "inductorr"])
+
+
+def test_fine_tuning_resolves_auto_from_the_fine_tuning_map_and_says_what_was_measured(imagefolder, tmp_path):
+    """--pretrained true: auto takes the fine-tuning location (a family without a fine-tuning ablation of its own gets
+    the fine-tuning rule, pre_logits), the start-up lines say so, and the run records it."""
+    import timm
+    from timm.models import save_for_hf
+
+    import procrustean  # noqa: F401  (registers resnet8_cifar)
+
+    source = timm.create_model("resnet8_cifar", num_classes=5)
+    save_for_hf(source, tmp_path / "source", model_args={"num_classes": 5}, safe_serialization=True)
+    out = tmp_path / "tuned"
+    proc = run(["--dataset", str(imagefolder), "--imbalance", "exp:3", "--epochs", "1", "--output_dir", str(out),
+                "--verify_images", "false", "--checkpointing_steps", "no", *SMALL,
+                "--model", f"local-dir:{tmp_path / 'source'}", "--pretrained", "true", "--reset_classifier", "true"],
+               launcher="python")
+    assert "at pre_logits (auto: the rule for fine-tuned backbones" in proc.stdout
+    assert "Fine-tuning a pretrained backbone: on the families measured" in proc.stdout
+    assert json.loads((out / "all_results.json").read_text())["weakening_location"] == "pre_logits"
