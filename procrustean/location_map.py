@@ -51,7 +51,8 @@ MEASURED_FINE_TUNING_LOCATIONS: Dict[str, MeasuredLocation] = {
     "MobileNetV3": MeasuredLocation("stage:3", "docs/RESULTS.md, 'Families and fine-tuning', 'Fine-tuning, seeds "
                                                "0-2' (MobileNetV3-small-0.5 fine-tuned, selection seeds 0-2)"),
     # convnext_atto fine-tuned, the same protocol: pre_logits (the pooled, normalised 320-d feature) +2.1 pp over CE
-    # (3/3), the only location that helps; stage:3 -1.0, stage:2 -1.5, stage:1 -3.5, stage:0 -5.8, the pixels -3.2.
+    # (3/3, [+2.0, +2.2]), the only location that helps; stage:3 -1.2, stage:2 -1.7, stage:1 -3.7, stage:0 -6.2, the
+    # pixels -3.7 (0/3 each).
     # From scratch it was stage:1.
     "ConvNeXt": MeasuredLocation("pre_logits", "docs/RESULTS.md, 'Families and fine-tuning', 'Fine-tuning, seeds "
                                                "0-2' (ConvNeXt-atto fine-tuned, selection seeds 0-2)"),
@@ -59,7 +60,7 @@ MEASURED_FINE_TUNING_LOCATIONS: Dict[str, MeasuredLocation] = {
 
 # The rule for a fine-tuned family never measured in fine-tuning: the classifier's input, the one location that
 # improved on CE in both families fine-tuned (MobileNetV3 +2.5, ConvNeXt +2.1, 3/3 seeds each), where the early
-# locations helped least (MobileNetV3: stage:0 +1.0) or hurt (ConvNeXt: stage:0 -5.8; both: the pixels).
+# locations helped least (MobileNetV3: stage:0 +1.0) or hurt (ConvNeXt: stage:0 -6.2; both: the pixels).
 FINE_TUNING_FALLBACK_LOCATION = MeasuredLocation(
     "pre_logits", "the rule for fine-tuned backbones without a fine-tuning location ablation of their own: the "
                   "classifier's input, better than CE in both families fine-tuned (docs/RESULTS.md, 'Families and "
