@@ -76,7 +76,10 @@ class TrainConfig:
     model_kwargs: Optional[str] = field(default=None, metadata={"help": "Extra timm.create_model kwargs as JSON, "
                                         "e.g. '{\"normed_head\": true}' (cosine classifier for LDAM)."})
     # ---------------------------------------------------------------- weakening
-    weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline)."})
+    weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline). Measured "
+                            "to help on top of a re-balancing loss in long training from scratch (the CIFAR ResNets, "
+                            "200 epochs); in short budgets from scratch and in fine-tuning it did not, on any family "
+                            "measured: there use the loss alone, --weakening false (docs/RESULTS.md)."})
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "auto (default: the location measured "
                                     "for the model's family, from scratch or, with --pretrained true, in fine-tuning; "
                                     "for a family never measured the rule measured across families: from scratch "
