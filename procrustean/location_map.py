@@ -52,8 +52,7 @@ MEASURED_FINE_TUNING_LOCATIONS: Dict[str, MeasuredLocation] = {
                                                "0-2' (MobileNetV3-small-0.5 fine-tuned, selection seeds 0-2)"),
     # convnext_atto fine-tuned, the same protocol: pre_logits (the pooled, normalised 320-d feature) +2.1 pp over CE
     # (3/3, [+2.0, +2.2]), the only location that helps; stage:3 -1.2, stage:2 -1.7, stage:1 -3.7, stage:0 -6.2, the
-    # pixels -3.7 (0/3 each).
-    # From scratch it was stage:1.
+    # pixels -3.7 (0/3 each). From scratch it was stage:1.
     "ConvNeXt": MeasuredLocation("pre_logits", "docs/RESULTS.md, 'Families and fine-tuning', 'Fine-tuning, seeds "
                                                "0-2' (ConvNeXt-atto fine-tuned, selection seeds 0-2)"),
 }
