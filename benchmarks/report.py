@@ -7,6 +7,8 @@
         --plot_label "ResNet-32, 100 epochs, NVIDIA H200"          # results file named after the spec
     python benchmarks/report.py --spec benchmarks/configs/families_e40.yaml --section families_confirm --no_plots \
         --seeds 3 4 5 6 7 --summary_seeds 0 1 2 --profiles step100_convnext   # fresh seeds, summary chosen on 0-2
+    python benchmarks/report.py --spec benchmarks/configs/families_e40.yaml --section families_exp100 --no_plots \
+        --seeds 3 4 5 6 7 --summary_seeds 0 1 2 --summary_chosen_on exp100=step100 --profiles exp100_convnext
 
 Tables (markdown, percent, mean ± sample std over seeds, last-epoch metrics, never best-on-test):
   * main suite, one table per profile: class-/image-averaged accuracy, major/minor (step) or
@@ -345,19 +347,27 @@ def _weakening_cells(spec: Dict[str, Any]) -> List[str]:
 
 
 def summary_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], choose_seeds: Sequence[int],
-                  report_seeds: Optional[Sequence[int]] = None, heading: str = "Main suite") -> Optional[str]:
+                  report_seeds: Optional[Sequence[int]] = None, heading: str = "Main suite",
+                  chosen_on: Optional[Dict[str, str]] = None) -> Optional[str]:
     """Per profile, the best re-balancer alone against the best Procrustean cell: each chosen by its mean
     class-averaged accuracy on ``choose_seeds``, then reported on ``report_seeds`` (fresh seeds; the choosing
     seeds themselves where None, which the title then says), with the paired Δ, its interval, the sign count and
-    where the weakening was (the runs' resolved location, else the cell's option)."""
+    where the weakening was (the runs' resolved location, else the cell's option).
+
+    ``chosen_on`` maps a reported profile to the profile its choice is made on (exp-100 reported with the cells
+    step-100's selection seeds chose, so nothing is chosen on exp-100 itself); only the mapped profiles get rows."""
     metric = "eval_class_averaged_accuracy"
     weakening = _weakening_cells(spec)
     main_cells = spec.get("main") or {}
     reported = report_seeds if report_seeds is not None else choose_seeds
+    present_profiles = {r.get("profile") for r in records}
+    if chosen_on:
+        present_profiles &= set(chosen_on)
     rows = []
-    for profile in ordered_cells(list(spec.get("profiles") or {}), {r.get("profile") for r in records}):
+    for profile in ordered_cells(list(spec.get("profiles") or {}), present_profiles):
         runs = select(records, suite="main", profile=profile)
-        chosen = [r for r in runs if r.get("seed") in choose_seeds]
+        choice_runs = select(records, suite="main", profile=chosen_on[profile]) if chosen_on else runs
+        chosen = [r for r in choice_runs if r.get("seed") in choose_seeds]
 
         def best(cells: Iterable[str]) -> Optional[str]:
             scored = [(mean_std((r.get("final") or {}).get(metric) for r in select(chosen, cell=c))[0], c)
@@ -385,7 +395,10 @@ def summary_table(records: Sequence[Dict[str, Any]], spec: Dict[str, Any], choos
     if not rows:
         return None
     chose, seeds = (" ".join(map(str, s)) for s in (choose_seeds, reported))
-    if set(reported) == set(choose_seeds):
+    if chosen_on:
+        sources = ", ".join(sorted(set(chosen_on.values())))
+        how = f"chosen on {sources}, seeds {chose}; reported on seeds {seeds}"
+    elif set(reported) == set(choose_seeds):
         how = f"chosen and reported on seeds {chose}: no fresh seeds"
     elif set(reported) & set(choose_seeds):
         how = f"chosen on seeds {chose}, reported on seeds {seeds}, not all fresh"
@@ -735,6 +748,9 @@ def main(argv=None) -> int:
     parser.add_argument("--summary_seeds", type=int, nargs="+", default=[], metavar="SEED",
                         help="open with a summary: per profile, the best re-balancer alone and the best Procrustean "
                         "cell, chosen on these seeds and reported on --seeds (or on these, if --seeds is not given)")
+    parser.add_argument("--summary_chosen_on", default=None, metavar="REPORTED=CHOSEN",
+                        help="make the summary's choice on other profiles: exp100=step100 reports exp100_<family> "
+                        "with the cells step100_<family> chose on --summary_seeds")
     args = parser.parse_args(argv)
     if args.results is None:
         args.results = str(ROOT / "benchmarks" / "results" / f"{Path(args.spec).stem}.jsonl")
@@ -743,6 +759,7 @@ def main(argv=None) -> int:
     for message in problems:
         print(f"note: {message}", file=sys.stderr)
     selection = ""
+    all_records = records
     if args.profiles is not None:
         records = [r for r in records if r.get("profile") in args.profiles]
         selection += f", profiles {' '.join(args.profiles)}"
@@ -756,8 +773,18 @@ def main(argv=None) -> int:
         parser.error(f"--pool: {', '.join(unknown)} not among the spec's profiles ({', '.join(spec.get('profiles') or {})})")
     if len({tail_metric(p) for p in args.pool}) > 1:
         parser.error(f"--pool takes profiles of one kind (all step or all exp), got {', '.join(args.pool)}")
-    summary = summary_table(every_seed, spec, args.summary_seeds, args.seeds, heading=args.heading) \
-        if args.summary_seeds else None
+    chosen_on = None
+    if args.summary_chosen_on:
+        source, sep, target = args.summary_chosen_on.partition("=")
+        reported_profiles = args.profiles or list(spec.get("profiles") or {})
+        chosen_on = {p: target + p[len(source):] for p in reported_profiles if p.startswith(source)}
+        missing = sorted(set(chosen_on.values()) - set(spec.get("profiles") or {}))
+        if not sep or not chosen_on or missing:
+            parser.error(f"--summary_chosen_on {args.summary_chosen_on}: expected REPORTED=CHOSEN, two profile "
+                         f"prefixes of the spec (e.g. exp100=step100){'; no profile ' + ', '.join(missing) if missing else ''}")
+        every_seed = [r for r in all_records if r.get("profile") in {*chosen_on, *chosen_on.values()}]
+    summary = summary_table(every_seed, spec, args.summary_seeds, args.seeds, heading=args.heading,
+                            chosen_on=chosen_on) if args.summary_seeds else None
     tables = build_tables(records, spec, source=_display_path(Path(args.results)), selection=selection,
                           heading=args.heading, success_bar=args.success_bar, pool=args.pool, summary=summary)
     print(tables)

@@ -305,6 +305,40 @@ def test_pooled_comparison_pairs_runs_by_profile_and_seed():
     assert text in built
 
 
+def test_summary_reports_one_profile_with_the_cells_another_chose(tmp_path, capsys):
+    """exp-100 is reported with the cells step-100's selection seeds chose: nothing is chosen on exp-100 itself."""
+    spec = {"profiles": {"step100_a": {}, "exp100_a": {}},
+            "main": {"ce": {}, "la": {}, "ldam": {}, "pr_la": {"overrides": {"weakening": True}},
+                     "pr_ldam": {"overrides": {"weakening": True}}}}
+    # step-100 (seeds 0-1) prefers la and pr_la; exp-100's own seeds 0-1 would prefer ldam and pr_ldam
+    acc = {("step100_a", "la"): 0.7, ("step100_a", "ldam"): 0.6, ("step100_a", "pr_la"): 0.7,
+           ("step100_a", "pr_ldam"): 0.6, ("exp100_a", "la"): 0.5, ("exp100_a", "ldam"): 0.8,
+           ("exp100_a", "pr_la"): 0.52, ("exp100_a", "pr_ldam"): 0.9}
+    records = []
+    for (profile, cell), value in acc.items():
+        for seed in range(5):
+            record = _record("main", "ce", "exp100", seed)
+            record.update(cell=cell, profile=profile, key=f"main/{cell}/{profile}/seed{seed}")
+            record["final"] = {**record["final"], "eval_class_averaged_accuracy": value + 0.01 * seed}
+            records.append(record)
+    table = report.summary_table(records, spec, [0, 1], [2, 3, 4], heading="H", chosen_on={"exp100_a": "step100_a"})
+    assert "chosen on step100_a, seeds 0 1; reported on seeds 2 3 4" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "_a |" in line]
+    assert len(rows) == 1 and rows[0].startswith("| exp100_a | `la` 53.0 ± 1.0 | `pr_la` 55.0 ± 1.0 | +2.0 ± 0.0 |")
+    # through the command line, and its usage errors
+    spec_path, results = tmp_path / "spec.yaml", tmp_path / "r.jsonl"
+    spec_path.write_text(json.dumps(spec))
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    common = ["--spec", str(spec_path), "--results", str(results), "--docs", str(tmp_path), "--no_plots",
+              "--seeds", "2", "3", "4", "--summary_seeds", "0", "1", "--profiles", "exp100_a"]
+    assert report.main([*common, "--summary_chosen_on", "exp100=step100"]) == 0
+    assert "| exp100_a | `la` 53.0 ± 1.0 | `pr_la` 55.0 ± 1.0 |" in (tmp_path / "RESULTS.md").read_text()
+    for option, message in (("exp100", "expected REPORTED=CHOSEN"), ("exp100=step10", "no profile step10_a")):
+        with pytest.raises(SystemExit) as exit_info:
+            report.main([*common, "--summary_chosen_on", option])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_pool_option_errors_are_usage_errors(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text("profiles: {step100: {}, exp100: {}}\nmain: {ce: {}}\n")
