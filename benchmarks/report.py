@@ -782,7 +782,7 @@ def main(argv=None) -> int:
         if not sep or not chosen_on or missing:
             parser.error(f"--summary_chosen_on {args.summary_chosen_on}: expected REPORTED=CHOSEN, two profile "
                          f"prefixes of the spec (e.g. exp100=step100){'; no profile ' + ', '.join(missing) if missing else ''}")
-        every_seed = [r for r in all_records if r.get("profile") in {*chosen_on, *chosen_on.values()}]
+        every_seed = all_records  # the choosing profiles too; summary_table gives rows to chosen_on's keys only
     summary = summary_table(every_seed, spec, args.summary_seeds, args.seeds, heading=args.heading,
                             chosen_on=chosen_on) if args.summary_seeds else None
     tables = build_tables(records, spec, source=_display_path(Path(args.results)), selection=selection,
