@@ -1,11 +1,13 @@
-"""Where to weaken a given backbone: the measured map behind ``location="auto"`` (the default).
+"""Where to weaken a given backbone, and what the weakening measured there: the map behind ``location="auto"``.
 
 Which location helps depends on the architecture and on whether the backbone starts from pretrained weights, so
 ``auto`` looks the backbone's family (its timm class) up in ``MEASURED_LOCATIONS`` (trained from scratch) or
 ``MEASURED_FINE_TUNING_LOCATIONS`` (fine-tuned); every entry names the RESULTS table that chose it. A family we have
 not measured gets the rule measured across the families that were, and says so. The maps only grow with
 measurements (``benchmarks/configs/families_e40.yaml`` and ``finetune_digits.yaml``, a location ablation per family;
-docs/RESULTS.md, "Families and fine-tuning").
+docs/RESULTS.md, "Families and fine-tuning"). ``measured_outcome`` says, per family and setting, whether the weakening
+on top of a re-balancing loss beat that loss alone on fresh seeds: the recipe prints it at start-up, so a user whose
+family's row says "no" learns it before training, not after.
 """
 from __future__ import annotations
 
@@ -77,6 +79,58 @@ ISOTROPIC_FALLBACK_LOCATION = MeasuredLocation(
     "input", "the rule for isotropic backbones (every feature_info entry at one reduction, as a ViT's blocks) without "
              "a location ablation of their own: the pixels, the only location that helped the ViT measured "
              "(docs/RESULTS.md, 'Families and fine-tuning')")
+
+
+class MeasuredOutcome(NamedTuple):
+    helps: bool  # the weakening on top of a re-balancing loss beat the loss alone on fresh seeds, where measured
+    summary: str  # the numbers, and the docs/RESULTS.md row they come from
+
+
+# Trained from scratch: the best Procrustean cell minus the best re-balancer alone, fresh seeds (docs/RESULTS.md, "In
+# short" and "Families and fine-tuning").
+MEASURED_OUTCOMES: Dict[str, MeasuredOutcome] = {
+    "CifarResNet": MeasuredOutcome(True, "from scratch, 200 epochs, on top of LDAM-DRW: +1.9 pp (step-100, 4/5 fresh "
+                                         "seeds) and +3.6 (exp-100, 5/5); in 40 epochs level with logit adjustment "
+                                         "alone (+0.1, -0.3) (docs/RESULTS.md, 'In short')"),
+    "ConvNeXt": MeasuredOutcome(False, "from scratch, 40 epochs: below the re-balancer alone, -0.7 pp (step-100, 1/5 "
+                                       "fresh seeds) and -1.1 (exp-100, 1/5) (docs/RESULTS.md, "
+                                       "'Families and fine-tuning')"),
+    "MobileNetV3": MeasuredOutcome(False, "from scratch, 40 epochs: below the re-balancer alone, -1.6 pp (step-100, "
+                                          "3/5 fresh seeds) and -3.3 (exp-100, 2/5) (docs/RESULTS.md, "
+                                          "'Families and fine-tuning')"),
+    "RegNet": MeasuredOutcome(False, "from scratch, 40 epochs: level with the re-balancer alone on step-100 (+0.1 pp, "
+                                     "3/5 fresh seeds), below it on exp-100 (-1.1, 1/5) (docs/RESULTS.md, 'Families "
+                                     "and fine-tuning')"),
+    "VisionTransformer": MeasuredOutcome(False, "from scratch (a 4-block ViT at 32 px), 40 epochs: below the "
+                                                "re-balancer alone, -0.8 pp (step-100, 2/5 fresh seeds) and -3.1 "
+                                                "(exp-100, 0/5) (docs/RESULTS.md, 'Families and fine-tuning')"),
+}
+
+# Fine-tuned from a balanced source onto step-100 digits (benchmarks/configs/finetune_digits.yaml), fresh seeds 3-7.
+MEASURED_FINE_TUNING_OUTCOMES: Dict[str, MeasuredOutcome] = {
+    "MobileNetV3": MeasuredOutcome(False, "fine-tuned: below logit adjustment alone, -1.6 pp (0/5 fresh seeds) "
+                                          "(docs/RESULTS.md, 'Families and fine-tuning')"),
+    "ConvNeXt": MeasuredOutcome(False, "fine-tuned: below logit adjustment alone, -1.5 pp (0/5 fresh seeds) "
+                                       "(docs/RESULTS.md, 'Families and fine-tuning')"),
+}
+
+UNMEASURED_OUTCOME = MeasuredOutcome(
+    False, "not measured for this family; on top of a re-balancing loss it has beaten the loss alone only on the CIFAR "
+           "ResNet in long training, not on the four other families trained from scratch in 40 epochs (docs/RESULTS.md, "
+           "'Families and fine-tuning')")
+UNMEASURED_FINE_TUNING_OUTCOME = MeasuredOutcome(
+    False, "not measured for this family in fine-tuning; on the families measured (MobileNetV3, ConvNeXt), the "
+           "weakening on top of a re-balancing loss did not beat the loss alone (docs/RESULTS.md, 'Families and "
+           "fine-tuning')")
+
+
+def measured_outcome(backbone: nn.Module, fine_tuning: bool = False) -> MeasuredOutcome:
+    """Whether the weakening on top of a re-balancing loss beat the loss alone for ``backbone``'s family, measured
+    from scratch or (``fine_tuning``) from pretrained weights, with the numbers; a family never measured gets what the
+    measured families say."""
+    if fine_tuning:
+        return MEASURED_FINE_TUNING_OUTCOMES.get(backbone_family(backbone), UNMEASURED_FINE_TUNING_OUTCOME)
+    return MEASURED_OUTCOMES.get(backbone_family(backbone), UNMEASURED_OUTCOME)
 
 
 def backbone_family(backbone: nn.Module) -> str:

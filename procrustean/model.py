@@ -31,7 +31,7 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from .losses import CrossEntropyLoss
-from .location_map import auto_location, classifier_modules, feature_info_values
+from .location_map import MeasuredOutcome, auto_location, classifier_modules, feature_info_values, measured_outcome
 from .models.factory import create_timm_model, inner_timm_model
 from .policy import WeakeningDraws, WeakeningPlan, WeakeningPolicy
 from .errors import UsageError
@@ -126,6 +126,12 @@ class ProcrusteanModel(nn.Module):
         if check_location_name(location) == "auto":
             location, self.location_evidence = auto_location(self.backbone, fine_tuning=self.fine_tuning)
         self._location = self._check_location(location)
+
+    @property
+    def measured_outcome(self) -> MeasuredOutcome:
+        """Whether, for this backbone's family (from scratch, or fine-tuned with ``fine_tuning``), the weakening on top
+        of a re-balancing loss beat the loss alone on fresh seeds, with the numbers (``procrustean/location_map.py``)."""
+        return measured_outcome(self.backbone, fine_tuning=self.fine_tuning)
 
     def _check_location(self, location: str) -> str:
         location = check_location_name(location)

@@ -32,6 +32,7 @@ from procrustean.data.in_memory import DeviceAugment, InMemoryImages, decode_ima
 from procrustean.data.transforms import in_memory_pipeline
 from procrustean.errors import UsageError
 from procrustean.hub.publisher import HubPublisher
+from procrustean.location_map import backbone_family
 from procrustean.metrics.per_class import PerClassAccuracy
 from procrustean.models import check_timm_model_name
 from procrustean.train.checkpoints import (check_free_space, load_checkpoint, prepare_output_dir, resolve_resume,
@@ -127,10 +128,10 @@ def training_function(config: TrainConfig) -> int:
                               if config.weakening_location == "auto" else "")
     accelerator.print(f"\nWeakening ({'on' if weakening else 'off'}, at {where}):\n"
                       + policy.summary(data.class_names))
-    if weakening and config.pretrained:
-        accelerator.print("Fine-tuning a pretrained backbone: on the families measured, the weakening on top of a "
-                          "re-balancing loss did not beat the loss alone (docs/RESULTS.md, 'Families and fine-tuning'); "
-                          "--weakening false trains without it.")
+    if weakening:  # what the weakening measured for this family, so a "no" is read before training, not after
+        helps, summary = model.measured_outcome
+        accelerator.print(f"Measured for {backbone_family(model.backbone)}: {summary}"
+                          + ("" if helps else ". To train with the re-balancing loss alone: --weakening false."))
 
     geometry_options = dict(img_size=config.img_size, mean=config.mean, std=config.std, crop_pct=config.crop_pct,
                             interpolation=config.interpolation)

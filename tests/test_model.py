@@ -225,6 +225,30 @@ def test_auto_location_uses_the_measured_map_and_says_why():
         assert "docs/RESULTS.md" in evidence, family
 
 
+def test_measured_outcome_for_every_measured_family_and_the_rest():
+    """Every family with a measured location has a measured outcome (from scratch, and in fine-tuning), each citing its
+    RESULTS row; a family never measured gets what the measured ones say, which is not "it helps"."""
+    from procrustean.location_map import (MEASURED_FINE_TUNING_LOCATIONS, MEASURED_FINE_TUNING_OUTCOMES,
+                                          MEASURED_LOCATIONS, MEASURED_OUTCOMES, UNMEASURED_FINE_TUNING_OUTCOME,
+                                          UNMEASURED_OUTCOME)
+
+    assert set(MEASURED_OUTCOMES) == set(MEASURED_LOCATIONS)
+    assert set(MEASURED_FINE_TUNING_OUTCOMES) == set(MEASURED_FINE_TUNING_LOCATIONS)
+    for helps, summary in [*MEASURED_OUTCOMES.values(), *MEASURED_FINE_TUNING_OUTCOMES.values(), UNMEASURED_OUTCOME,
+                           UNMEASURED_FINE_TUNING_OUTCOME]:
+        assert isinstance(helps, bool) and "docs/RESULTS.md" in summary and "@" not in summary
+    cifar = ProcrusteanModel(timm.create_model("resnet8_cifar", num_classes=NUM_CLASSES), None)
+    assert cifar.measured_outcome == MEASURED_OUTCOMES["CifarResNet"] and cifar.measured_outcome.helps
+    mobile = timm.create_model("mobilenetv3_small_050", num_classes=NUM_CLASSES)
+    assert ProcrusteanModel(mobile, None).measured_outcome == MEASURED_OUTCOMES["MobileNetV3"]
+    tuned = ProcrusteanModel(mobile, None, fine_tuning=True)
+    assert tuned.measured_outcome == MEASURED_FINE_TUNING_OUTCOMES["MobileNetV3"] and not tuned.measured_outcome.helps
+    unmeasured = timm.create_model("test_efficientnet", num_classes=NUM_CLASSES)
+    assert ProcrusteanModel(unmeasured, None).measured_outcome == UNMEASURED_OUTCOME
+    assert ProcrusteanModel(unmeasured, None, fine_tuning=True).measured_outcome == UNMEASURED_FINE_TUNING_OUTCOME
+    assert not UNMEASURED_OUTCOME.helps and not UNMEASURED_FINE_TUNING_OUTCOME.helps
+
+
 def test_auto_location_in_fine_tuning_uses_the_fine_tuning_map():
     from procrustean.location_map import (FALLBACK_LOCATION, FINE_TUNING_FALLBACK_LOCATION,
                                           MEASURED_FINE_TUNING_LOCATIONS, MEASURED_LOCATIONS)

@@ -80,6 +80,9 @@ def test_saved_dataset_other_columns_grey_plain_python_and_failed_push(saved_dat
     # --weakening_location auto (the default), resolved for the CIFAR ResNet: in the results and on the card
     assert results["weakening_location"] == "stage:1"
     assert "stage:1 (auto)" in (out / "export" / "README.md").read_text()
+    # and what the weakening measured for the family: it helped the CIFAR ResNet, so no advice to switch it off
+    assert "Measured for CifarResNet: from scratch, 200 epochs, on top of LDAM-DRW: +1.9 pp" in proc.stdout
+    assert "--weakening false" not in proc.stdout
     config = json.loads((out / "export" / "config.json").read_text())
     assert config["label_names"] == ["w", "x", "y", "z"] and config["model_args"]["in_chans"] == 1
     assert (out / "export" / "model.safetensors").stat().st_size > 10_000

@@ -79,7 +79,8 @@ class TrainConfig:
     weakening: bool = field(default=True, metadata={"help": "Procrustean weakening on/off (off = baseline). Measured "
                             "to help on top of a re-balancing loss in long training from scratch (the CIFAR ResNets, "
                             "200 epochs); in short budgets from scratch and in fine-tuning it did not, on any family "
-                            "measured: there use the loss alone, --weakening false (docs/RESULTS.md)."})
+                            "measured: there use the loss alone, --weakening false (docs/RESULTS.md; with the "
+                            "weakening on, the start-up lines give the model's family's numbers)."})
     weakening_location: str = field(default=DEFAULT_LOCATION, metadata={"help": "auto (default: the location measured "
                                     "for the model's family, from scratch or, with --pretrained true, in fine-tuning; "
                                     "for a family never measured the rule measured across families: from scratch "
