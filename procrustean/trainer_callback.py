@@ -5,10 +5,13 @@ The configurations that win in the long regime (docs/RESULTS.md) stop the weaken
 Trainer has neither; this callback applies both at the start of every epoch, exactly as
 ``recipes/train.py`` does (0-based epochs: weakening on while ``epoch < weakening_stop_epoch``, DRW
 weights from ``drw_epoch`` on). Both follow from the epoch alone, so a resumed Trainer run (whose
-``state.epoch`` comes back from ``trainer_state.json``) gets them right without any saved state.
+``state.epoch`` comes back from ``trainer_state.json``) gets them right without any saved state. At the start of
+training it logs, as the recipe prints, what the weakening measured for the model's family: a warning where it did
+not beat a re-balancing loss alone.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Optional
 
@@ -17,8 +20,11 @@ from transformers import TrainerCallback
 
 from .data.counts import ClassCounts
 from .errors import UsageError
+from .location_map import backbone_family
 from .losses import ClassWeightedLoss, DeferredReweighting
 from .model import ProcrusteanModel
+
+logger = logging.getLogger(__name__)
 
 
 def _check_epoch(name: str, value: Optional[int]) -> Optional[int]:
@@ -76,6 +82,19 @@ class ProcrusteanCallback(TrainerCallback):
                                  "weight: build the ProcrusteanModel with loss=LDAMLoss(counts) (LDAM-DRW) or another "
                                  "procrustean ClassWeightedLoss.")
             drw.apply(model.loss, epoch)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Optional[nn.Module] = None,
+                       **kwargs: Any) -> None:
+        model = procrustean_model_of(model)
+        if model.policy is None or not getattr(state, "is_world_process_zero", True):
+            return
+        helps, summary = model.measured_outcome
+        family = backbone_family(model.backbone)
+        if helps:
+            logger.info("Weakening at %s. Measured for %s: %s.", model.location, family, summary)
+        else:
+            logger.warning("Weakening at %s. Measured for %s: %s. To train with the re-balancing loss alone, build "
+                           "the ProcrusteanModel without a policy.", model.location, family, summary)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, model: Optional[nn.Module] = None,
                        **kwargs: Any) -> None:

@@ -177,6 +177,30 @@ def test_callback_refuses_drw_without_counts_or_a_weighted_loss():
     assert plain.weakening_enabled is False
 
 
+def test_callback_logs_what_was_measured_for_the_family_at_train_begin(caplog):
+    """As the recipe prints it: informational where the weakening helped the family, a warning where it did not."""
+    import logging
+    from types import SimpleNamespace
+
+    import timm
+
+    from procrustean import ProcrusteanCallback
+    from procrustean.location_map import MEASURED_OUTCOMES
+
+    policy = WeakeningPolicy([24, 6, 2])
+    state = SimpleNamespace(is_world_process_zero=True, epoch=0.0)
+    with caplog.at_level(logging.INFO, logger="procrustean.trainer_callback"):
+        cifar = ProcrusteanModel.from_timm("resnet8_cifar", policy, num_classes=3, in_chans=1)
+        ProcrusteanCallback().on_train_begin(None, state, None, model=cifar)
+        mobile = ProcrusteanModel(timm.create_model("mobilenetv3_small_050", num_classes=3), policy)
+        ProcrusteanCallback().on_train_begin(None, state, None, model=torch.compile(mobile))
+        ProcrusteanCallback().on_train_begin(None, state, None, model=ProcrusteanModel(mobile.backbone, None))
+    (info, warning) = caplog.records  # nothing for a model without a policy: it does not weaken
+    assert info.levelno == logging.INFO and MEASURED_OUTCOMES["CifarResNet"].summary in info.getMessage()
+    assert warning.levelno == logging.WARNING and "Measured for MobileNetV3" in warning.getMessage()
+    assert "at stage:0" in warning.getMessage() and "without a policy" in warning.getMessage()
+
+
 # ------------------------------------------------------------------------------------- the generator-drawn path
 @pytest.mark.parametrize("collator_kind, rule", [("procrustean", "power"), ("procrustean", "progress"),
                                                  ("default", "power")])
