@@ -229,6 +229,6 @@ def test_fine_tuning_resolves_auto_from_the_fine_tuning_map_and_says_what_was_me
                 "--model", f"local-dir:{tmp_path / 'source'}", "--pretrained", "true", "--reset_classifier", "true"],
                launcher="python")
     assert "at pre_logits (auto: the rule for fine-tuned backbones" in proc.stdout
-    assert ("Measured for CifarResNet: not measured for this family in fine-tuning; on the families measured"
+    assert ("Measured for CifarResNet: nothing for this family itself in fine-tuning; on the families fine-tuned"
             in proc.stdout) and "--weakening false" in proc.stdout
     assert json.loads((out / "all_results.json").read_text())["weakening_location"] == "pre_logits"
