@@ -82,7 +82,9 @@ ISOTROPIC_FALLBACK_LOCATION = MeasuredLocation(
 
 
 class MeasuredOutcome(NamedTuple):
-    helps: bool  # the weakening on top of a re-balancing loss beat the loss alone on fresh seeds, where measured
+    # the weakening on top of a re-balancing loss met the success bar over the loss alone in a measured regime (issue 9:
+    # +1.0 pp on average, ahead on 4 of 5 fresh seeds, paired bootstrap interval above 0)
+    helps: bool
     summary: str  # the numbers, and the docs/RESULTS.md row they come from
 
 
@@ -94,7 +96,9 @@ MEASURED_OUTCOMES: Dict[str, MeasuredOutcome] = {
                                          "seeds) and +3.6 (exp-100, 5/5); in 40 epochs level with logit adjustment "
                                          "alone (+0.1, -0.3) (docs/RESULTS.md, 'In short')"),
     "ConvNeXt": MeasuredOutcome(False, "from scratch, 40 epochs: below the re-balancer alone, -0.7 pp (step-100, 1/5 "
-                                       "fresh seeds) and -1.1 (exp-100, 1/5) (docs/RESULTS.md, "
+                                       "fresh seeds) and -1.1 (exp-100, 1/5); 200 epochs, on top of LDAM-DRW: +1.4 ± "
+                                       "2.1 (4/5 seeds, interval [-0.2, +3.0]; minor classes +4.6, 5/5), just short "
+                                       "of the bar the CIFAR ResNet met (+1.9, [+0.1, +3.6]) (docs/RESULTS.md, "
                                        "'Families and fine-tuning')"),
     "MobileNetV3": MeasuredOutcome(False, "from scratch, 40 epochs: below the re-balancer alone, -1.6 pp (step-100, "
                                           "3/5 fresh seeds) and -3.3 (exp-100, 2/5); 200 epochs, on top of "
